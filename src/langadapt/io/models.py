@@ -8,10 +8,6 @@ from pathlib import Path
 from langadapt.errors import InputError
 
 
-def _looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or Path(name).exists()
-
-
 def _missing(name: str, what: str, err: Exception) -> InputError:
     if Path(name).exists():
         return InputError(f"cannot load {what} from '{name}': {str(err).splitlines()[0] if str(err) else type(err).__name__}")

@@ -1,0 +1,160 @@
+"""FOCUS (Dobler & de Melo 2023): new tokens as sparse convex combinations of overlapping tokens.
+
+Overlapping tokens keep their source rows. A new token that has a vector in a token-level fastText
+model of the target language is the sparsemax-weighted mix of the source rows of the overlapping
+tokens ("anchors"), scored by cosine similarity of their fastText vectors. New tokens without a vector
+are left to the shared gaussian fallback. The math (``focus_weights``, ``focus_combine``) is pure
+tensors; ``focus_from_inputs`` does the fastText I/O.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from langadapt.errors import InputError
+from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult
+from langadapt.transfer.sparsemax import sparsemax_topk
+
+# Scores per block of new tokens: bounds memory to about this many floats, whatever the vocabulary size.
+BLOCK_ELEMENTS = 1 << 24
+# Partial sort size for sparsemax; supports are usually far smaller, larger ones are solved exactly anyway.
+SPARSEMAX_TOP_K = 64
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def focus_weights(new_vectors: torch.Tensor, anchor_vectors: torch.Tensor,
+                  block_elements: int = BLOCK_ELEMENTS, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Sparse mixing weights [n_new, n_anchor] (coalesced COO, float32): row i = sparsemax(cos(new_i, anchors)).
+
+    Computed in blocks of new tokens, so the full similarity matrix is never held in memory.
+    Every row sums to 1 and is nonnegative. Scores are float64 by default: with many near-equal
+    cosines the sparsemax threshold subtracts close numbers, and float32 would cost ~1e-5 relative.
+    """
+    n_new, n_anchor = new_vectors.shape[0], anchor_vectors.shape[0]
+    anchors = _unit_rows(anchor_vectors.to(dtype))
+    block = max(1, block_elements // max(1, n_anchor))
+    rows, cols, weights = [], [], []
+    for start in range(0, n_new, block):
+        scores = _unit_rows(new_vectors[start:start + block].to(dtype)) @ anchors.T
+        r, c, w = sparsemax_topk(scores, SPARSEMAX_TOP_K)
+        rows.append(r + start)
+        cols.append(c)
+        weights.append(w)
+    indices = torch.stack([torch.cat(rows), torch.cat(cols)]) if rows else torch.zeros(2, 0, dtype=torch.long)
+    values = torch.cat(weights).float() if weights else torch.zeros(0)
+    return torch.sparse_coo_tensor(indices, values, (n_new, n_anchor)).coalesce()
+
+
+def focus_combine(
+    source_matrices: list[torch.Tensor],
+    target_vectors: torch.Tensor,
+    has_vector: torch.Tensor,
+    overlap_target_ids: torch.Tensor,
+    overlap_source_ids: torch.Tensor,
+) -> "MethodResult":
+    """FOCUS on tensors.
+
+    source_matrices: source embedding matrices [n_source, d_j] (input, then untied output); each gets the
+        same weights. target_vectors: fastText vectors [n_target, f] of every target token;
+        has_vector: bool [n_target]. overlap_*_ids: aligned 1-D id tensors of the overlapping tokens.
+    Overlapping tokens are copied; new tokens with a vector are mixed from the anchors (overlapping
+    tokens with a vector); new tokens without one are marked for fallback (rows left at 0).
+    """
+    n_target = target_vectors.shape[0]
+    overlap_target_ids = overlap_target_ids.long()
+    overlap_source_ids = overlap_source_ids.long()
+    is_overlap = torch.zeros(n_target, dtype=torch.bool)
+    is_overlap[overlap_target_ids] = True
+    anchor = has_vector[overlap_target_ids]
+    anchor_target_ids, anchor_source_ids = overlap_target_ids[anchor], overlap_source_ids[anchor]
+    new_with_vector = (~is_overlap & has_vector).nonzero().squeeze(-1)
+
+    origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
+    origin[overlap_target_ids] = ORIGIN_COPIED
+    if new_with_vector.numel() and not anchor_target_ids.numel():
+        raise InputError("FOCUS: none of the overlapping tokens has a fastText vector, so new tokens cannot be "
+                         "initialized; train the fastText model on more target text or lower its minCount")
+    weights = focus_weights(target_vectors[new_with_vector], target_vectors[anchor_target_ids])
+    origin[new_with_vector] = ORIGIN_COMPUTED
+
+    matrices = []
+    for source in source_matrices:
+        source = source.float()
+        out = torch.zeros(n_target, source.shape[1], dtype=torch.float32)
+        out[overlap_target_ids] = source[overlap_source_ids]
+        if new_with_vector.numel():
+            out[new_with_vector] = weights @ source[anchor_source_ids]
+        matrices.append(out)
+
+    support = torch.bincount(weights.indices()[0], minlength=weights.shape[0]).float()
+    details = {
+        "copied": int(overlap_target_ids.numel()),
+        "computed": int(new_with_vector.numel()),
+        "fallback_without_vector": int((origin == ORIGIN_FALLBACK).sum()),
+        "anchors": int(anchor_target_ids.numel()),
+        "overlap_without_vector": int((~anchor).sum()),
+        "mean_support": round(float(support.mean()), 3) if support.numel() else 0.0,
+        "max_support": int(support.max()) if support.numel() else 0,
+    }
+    return MethodResult(matrices=matrices, origin=origin, details=details)
+
+
+def _target_tokens(tokenizer) -> list[str | None]:
+    """Native token strings of ids 0..len(tokenizer)-1 (None for ids that have no token)."""
+    return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+
+
+def focus_from_inputs(
+    source_tokenizer,
+    target_tokenizer,
+    source_matrices: list[torch.Tensor],
+    overlap,
+    *,
+    fasttext_model: str | None = None,
+    corpus: str | None = None,
+    text_field: str = "text",
+    seed: int = 0,
+    fasttext_dim: int | None = None,
+    fasttext_epochs: int | None = None,
+    fasttext_min_count: int | None = None,
+    save_fasttext_to: str | None = None,
+) -> "MethodResult":
+    """FOCUS with fastText I/O: load ``fasttext_model`` (token-level, over target-tokenizer tokens) or train
+    one on ``corpus`` (deepfocus defaults: cbow, dim 100, 3 epochs, minCount 10, neg 10; override with
+    ``fasttext_*``), then ``focus_combine``. ``seed`` is recorded; the method itself is deterministic.
+    """
+    from langadapt.transfer import fasttext_utils as ftu
+
+    started = time.perf_counter()
+    if fasttext_model and corpus:
+        raise InputError("FOCUS takes either --fasttext-model or --corpus, not both")
+    if fasttext_model:
+        model = ftu.load_fasttext(fasttext_model, "FOCUS --fasttext-model")
+        origin_note = {"fasttext_model": str(fasttext_model)}
+    elif corpus:
+        from langadapt.io.sources import iter_documents
+
+        settings = {"dim": fasttext_dim or ftu.FOCUS_FASTTEXT_DIM,
+                    "epochs": fasttext_epochs or ftu.FOCUS_FASTTEXT_EPOCHS,
+                    "min_count": fasttext_min_count if fasttext_min_count is not None else ftu.FOCUS_FASTTEXT_MIN_COUNT}
+        model = ftu.train_token_fasttext(iter_documents(corpus, text_field), target_tokenizer,
+                                         save_to=save_fasttext_to, **settings)
+        origin_note = {"fasttext_trained_on": str(corpus), **{f"fasttext_{k}": v for k, v in settings.items()}}
+    else:
+        raise InputError("FOCUS needs token vectors for the target tokenizer: give --fasttext-model F (a token-level "
+                         "fastText .bin) or --corpus SRC (target-language text to train one)")
+
+    vectors, has_vector = ftu.token_vectors(model, _target_tokens(target_tokenizer))
+    if not bool(has_vector.any()):
+        raise InputError("FOCUS: no target-tokenizer token is in the fastText model's vocabulary; the model must be "
+                         "trained on text tokenized with the target tokenizer (or pass --corpus to train one)")
+    result = focus_combine(source_matrices, vectors, has_vector, overlap.target_ids, overlap.source_ids)
+    result.details.update(origin_note, fasttext_vocab=len(model.get_words(on_unicode_error="replace")),
+                          fasttext_dim_used=model.get_dimension(), seed=seed,
+                          seconds=round(time.perf_counter() - started, 3))
+    return result

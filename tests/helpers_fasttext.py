@@ -4,47 +4,10 @@ them, and tiny fastText models (small dim and bucket count so that they train an
 from __future__ import annotations
 
 import random
-import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-
-
-def ensure_transfer_contract() -> None:
-    """Until transfer/apply.py and transfer/overlap.py exist, register stand-ins with the agreed names."""
-    try:
-        import langadapt.transfer.apply  # noqa: F401
-        import langadapt.transfer.overlap  # noqa: F401
-        return
-    except ImportError:
-        pass
-
-    @dataclass
-    class MethodResult:
-        matrices: list
-        origin: torch.Tensor
-        details: dict
-
-    @dataclass
-    class Overlap:
-        target_ids: torch.Tensor
-        source_ids: torch.Tensor
-        kinds: list
-
-    for name, attrs in {
-        "langadapt.transfer.apply": {"MethodResult": MethodResult, "ORIGIN_COPIED": 0, "ORIGIN_COMPUTED": 1,
-                                     "ORIGIN_FALLBACK": 2},
-        "langadapt.transfer.overlap": {"Overlap": Overlap},
-    }.items():
-        try:
-            __import__(name)
-        except ImportError:
-            module = types.ModuleType(name)
-            module.__dict__.update(attrs)
-            sys.modules[name] = module
 
 
 def make_overlap(target_ids, source_ids):
@@ -110,25 +73,79 @@ def train_bpe(texts: list[str], vocab_size: int, byte_level: bool = True):
                                    unk_token="<unk>")
 
 
-def train_fasttext_bin(lines: list[str], out: Path, *, dim: int = 16, epoch: int = 5, min_count: int = 1,
-                       minn: int = 2, maxn: int = 4, model: str = "cbow", lr: float = 0.02) -> Path:
-    """Train a tiny fastText model on ``lines`` (already space-separated units) and save it as ``out``."""
+def train_fasttext_bin(lines: list[str], out: Path, *, dim: int = 16, min_count: int = 1, minn: int = 2,
+                       maxn: int = 4, seed: int | None = 0) -> Path:
+    """A tiny fastText model over the space-separated units of ``lines``, saved as ``out``.
+
+    fastText learns almost nothing from a few thousand synthetic sentences (its vectors come out nearly
+    collinear, cosines ~0.9999), which would make neighbour choices and sparsemax supports degenerate.
+    So the model is trained for one epoch to get a real dictionary and n-gram buckets, and then (unless
+    ``seed`` is None) its input matrix is replaced by seeded gaussian rows: word vectors are still
+    fastText's own word + n-gram averages, with well spread cosines.
+    """
     import fasttext
+    import numpy as np
 
     text = out.with_suffix(".train.txt")
     text.write_text("\n".join(lines) + "\n", encoding="utf-8")
     for attempt in range(3):  # fastText sporadically reports "Encountered NaN" on tiny corpora
         try:
-            ft = fasttext.train_unsupervised(str(text), model=model, dim=dim, epoch=epoch, minCount=min_count,
-                                             minn=minn, maxn=maxn, lr=lr, neg=10, t=1e-3, bucket=20_000, thread=1,
+            ft = fasttext.train_unsupervised(str(text), model="cbow", dim=dim, epoch=1, minCount=min_count,
+                                             minn=minn, maxn=maxn, neg=10, t=1e-3, bucket=20_000, thread=1,
                                              verbose=0)
             break
         except RuntimeError:
             if attempt == 2:
                 raise
+    if seed is not None:
+        rows = ft.get_input_matrix().shape[0]
+        ft.set_matrices(np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32),
+                        ft.get_output_matrix())
     ft.save_model(str(out))
     return out
 
 
 def tokenized_lines(tokenizer, texts: list[str]) -> list[str]:
     return [" ".join(tokenizer.tokenize(t)) for t in texts]
+
+
+def deepfocus_overlap(source_tokenizer, target_tokenizer):
+    """The overlap deepfocus.FOCUS itself uses (exact canonical match, first source match), as an Overlap."""
+    from deepfocus.focus import get_overlapping_tokens
+
+    overlap, _ = get_overlapping_tokens(target_tokenizer, source_tokenizer, match_symbols=False,
+                                        exact_match_all=True, fuzzy_match_all=False)
+    pairs = sorted((o.target.id, o.source[0].id) for o in overlap.values())
+    return make_overlap([t for t, _ in pairs], [s for _, s in pairs])
+
+
+@dataclass
+class World:
+    """Everything a FOCUS/WECHSEL test needs, built once per module."""
+
+    source_texts: list[str]
+    target_texts: list[str]
+    dictionary: list[tuple[str, str]]
+    source_tokenizer: object
+    target_tokenizer: object
+    dictionary_file: Path
+    target_token_fasttext: Path  # FOCUS: over target-tokenizer tokens
+    source_word_fasttext: Path  # WECHSEL: word-level, one per language
+    target_word_fasttext: Path
+
+
+def build_world(root: Path, byte_level: bool = True, n_sentences: int = 2000) -> World:
+    root.mkdir(parents=True, exist_ok=True)
+    source_texts, target_texts, dictionary = parallel_texts(n_sentences, seed=3)
+    source_tok = train_bpe(source_texts, 600 if byte_level else 300, byte_level=byte_level)
+    target_tok = train_bpe(target_texts, 700 if byte_level else 400, byte_level=byte_level)
+    dictionary_file = root / "dictionary.txt"
+    dictionary_file.write_text("".join(f"{s}\t{t}\n" for s, t in dictionary), encoding="utf-8")
+    # minn=3: strings shorter than one 3-gram (e.g. "" from a whitespace token) get no vector, as in real models.
+    return World(
+        source_texts, target_texts, dictionary, source_tok, target_tok, dictionary_file,
+        target_token_fasttext=train_fasttext_bin(tokenized_lines(target_tok, target_texts), root / "tokens.bin",
+                                                 min_count=3, minn=3, maxn=5, seed=0),
+        source_word_fasttext=train_fasttext_bin(source_texts, root / "source_words.bin", minn=3, maxn=5, seed=1),
+        target_word_fasttext=train_fasttext_bin(target_texts, root / "target_words.bin", minn=3, maxn=5, seed=2),
+    )

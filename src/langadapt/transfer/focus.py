@@ -47,7 +47,7 @@ def focus_weights(new_vectors: torch.Tensor, anchor_vectors: torch.Tensor,
         weights.append(w)
     indices = torch.stack([torch.cat(rows), torch.cat(cols)]) if rows else torch.zeros(2, 0, dtype=torch.long)
     values = torch.cat(weights).float() if weights else torch.zeros(0)
-    return torch.sparse_coo_tensor(indices, values, (n_new, n_anchor)).coalesce()
+    return torch.sparse_coo_tensor(indices, values, (n_new, n_anchor), check_invariants=True).coalesce()
 
 
 def focus_combine(

@@ -1,16 +1,46 @@
 """The shared apply step of every transfer method: swap the tokenizer, build the new embeddings, save.
 
-Methods are pure functions returning a ``MethodResult``; this module does everything around them.
+Methods are pure functions returning a ``MethodResult``; this module does everything around them:
+it collects the source matrices (input embeddings, untied output embeddings, the MLM head bias),
+runs the method, fills the rows the method could not compute with the gaussian fallback, swaps
+the matrices into the model (no row of the old vocabulary survives at a new id; tied models stay
+tied), points the config and generation config at the new tokenizer's special tokens, and, in
+``transfer``, saves model + tokenizer + ``transfer_report.json`` + model card atomically.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from langadapt.errors import ConfigError, InputError
+
 # Where each row of a method's output came from.
 ORIGIN_COPIED, ORIGIN_COMPUTED, ORIGIN_FALLBACK = 0, 1, 2
+ORIGIN_NAMES = {ORIGIN_COPIED: "copied", ORIGIN_COMPUTED: "computed", ORIGIN_FALLBACK: "fallback"}
+
+METHODS = ("clp", "focus", "wechsel", "fvt", "mean", "random", "gaussian")
+# Method inputs that have no default: which methods may (or must) use them.
+OPTIONAL_INPUTS = {
+    "helper_model": ("clp",),
+    "fasttext_model": ("focus",),
+    "corpus": ("focus",),
+    "source_fasttext": ("wechsel",),
+    "target_fasttext": ("wechsel",),
+    "dictionary": ("wechsel",),
+    "random_std": ("random",),
+}
+REQUIRED_INPUTS = {
+    "clp": (("helper_model",),),
+    "focus": (("fasttext_model", "corpus"),),  # one of them
+    "wechsel": (("source_fasttext",), ("target_fasttext",), ("dictionary",)),
+}
+EXAMPLES_PER_ORIGIN = 10
 
 
 @dataclass
@@ -26,3 +56,373 @@ class MethodResult:
     matrices: list[torch.Tensor]
     origin: torch.Tensor
     details: dict = field(default_factory=dict)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_method_inputs(method: str, inputs: dict) -> None:
+    """Unknown method, missing required inputs, or inputs the method would ignore -> ``ConfigError``."""
+    if method not in METHODS:
+        close = difflib.get_close_matches(str(method), METHODS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown transfer method '{method}'{hint}; use one of {', '.join(METHODS)}")
+    for alternatives in REQUIRED_INPUTS.get(method, ()):
+        if not any(inputs.get(name) for name in alternatives):
+            wanted = " or ".join(_flag(a) for a in alternatives)
+            raise ConfigError(f"method '{method}' needs {wanted}; see `langadapt transfer --help`")
+    for name, methods in OPTIONAL_INPUTS.items():
+        if inputs.get(name) not in (None, "") and method not in methods:
+            raise ConfigError(f"{_flag(name)} is used by method {' / '.join(methods)}, not by '{method}'; "
+                              "remove it or choose that method")
+    if method == "clp":
+        from langadapt.transfer.clp import CLP_WEIGHTS
+
+        weights = inputs.get("clp_weights") or "topk"
+        if weights not in CLP_WEIGHTS:
+            raise ConfigError(f"unknown --clp-weights '{weights}'; use one of {', '.join(CLP_WEIGHTS)}")
+        if int(inputs.get("clp_top_k") or 10) < 1 or float(inputs.get("clp_temperature") or 0.1) <= 0:
+            raise ConfigError("--clp-top-k must be >= 1 and --clp-temperature > 0")
+
+
+# ---- source matrices --------------------------------------------------------------------------------
+
+def embedding_rows(model) -> int:
+    return int(model.get_input_embeddings().weight.shape[0])
+
+
+def is_tied(model) -> bool:
+    """True when the output embeddings are the input embeddings (the same tensor)."""
+    output = model.get_output_embeddings()
+    return output is None or output.weight is model.get_input_embeddings().weight or \
+        output.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+
+
+def head_bias(model) -> torch.nn.Parameter | None:
+    """The per-token output bias of the LM head (BERT ``cls.predictions.bias``, RoBERTa ``lm_head.bias``)."""
+    output = model.get_output_embeddings()
+    bias = getattr(output, "bias", None) if output is not None else None
+    return bias if isinstance(bias, torch.Tensor) and bias.dim() == 1 else None
+
+
+def source_matrices(model, n_source: int) -> tuple[list[str], list[torch.Tensor]]:
+    """The matrices a method transfers, fp32, first ``n_source`` rows: input embeddings, then untied
+    output embeddings, then the head bias as an ``[n, 1]`` matrix (so it gets the same mixing weights)."""
+    names = ["input_embeddings"]
+    mats = [model.get_input_embeddings().weight.detach()[:n_source].float()]
+    if not is_tied(model):
+        names.append("output_embeddings")
+        mats.append(model.get_output_embeddings().weight.detach()[:n_source].float())
+    bias = head_bias(model)
+    if bias is not None:
+        names.append("head_bias")
+        mats.append(bias.detach()[:n_source].float().unsqueeze(1))
+    return names, mats
+
+
+def check_tokenizer_fits(tokenizer, model, what: str, name: str) -> None:
+    rows = embedding_rows(model)
+    if len(tokenizer) > rows:
+        raise InputError(f"the {what} tokenizer of '{name}' has {len(tokenizer)} tokens but its model's embedding "
+                         f"matrix has only {rows} rows; the tokenizer does not belong to this model "
+                         "(pass the matching tokenizer)")
+
+
+def same_vocabulary(a, b) -> bool:
+    return len(a) == len(b) and a.get_vocab() == b.get_vocab()
+
+
+# ---- methods ----------------------------------------------------------------------------------------
+
+def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[torch.Tensor], *,
+               config=None, helper_embeddings: torch.Tensor | None = None, seed: int = 0,
+               **inputs) -> tuple[MethodResult, object]:
+    """Dispatch to one method; returns (result, overlap or None)."""
+    from langadapt.progress import progress
+    from langadapt.transfer.overlap import find_overlap
+
+    n_target = len(target_tokenizer)
+    copy_overlap = bool(inputs.get("copy_overlap"))
+    overlap = None
+    if method in ("clp", "focus") or (method in ("mean", "random", "gaussian") and copy_overlap):
+        overlap = find_overlap(source_tokenizer, target_tokenizer, require=True)
+    elif method == "fvt":
+        overlap = find_overlap(source_tokenizer, target_tokenizer, require=False)
+
+    if method in ("mean", "random", "gaussian"):
+        from langadapt.transfer import basic
+
+        if method == "mean":
+            return basic.mean_init(matrices, n_target, overlap=overlap), overlap
+        if method == "gaussian":
+            return basic.gaussian_init(matrices, n_target, seed=seed, overlap=overlap), overlap
+        std = inputs.get("random_std")
+        if std is None:
+            std = getattr(config, "initializer_range", None) or 0.02
+        return basic.random_init(matrices, n_target, float(std), seed=seed, overlap=overlap), overlap
+    if method == "fvt":
+        from langadapt.transfer.fvt import fvt_from_tokenizers
+
+        return fvt_from_tokenizers(source_tokenizer, target_tokenizer, matrices, overlap), overlap
+    if method == "clp":
+        from langadapt.transfer.clp import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_WEIGHTS, clp_combine
+
+        result = clp_combine(
+            matrices, helper_embeddings[:n_target], overlap.target_ids, overlap.source_ids,
+            weights=inputs.get("clp_weights") or DEFAULT_WEIGHTS,
+            top_k=int(inputs.get("clp_top_k") or DEFAULT_TOP_K),
+            temperature=float(inputs.get("clp_temperature") or DEFAULT_TEMPERATURE),
+            progress=lambda it: progress(it, desc="clp", unit="block"))
+        return result, overlap
+    if method == "focus":
+        from langadapt.transfer.focus import focus_from_inputs
+
+        result = focus_from_inputs(source_tokenizer, target_tokenizer, matrices, overlap,
+                                   fasttext_model=inputs.get("fasttext_model"), corpus=inputs.get("corpus"),
+                                   text_field=inputs.get("text_field") or "text", seed=seed)
+        return result, overlap
+    if method == "wechsel":
+        from langadapt.transfer.wechsel import wechsel_from_inputs
+
+        result = wechsel_from_inputs(source_tokenizer, target_tokenizer, matrices,
+                                     source_fasttext=inputs["source_fasttext"],
+                                     target_fasttext=inputs["target_fasttext"],
+                                     dictionary=inputs["dictionary"], k=int(inputs.get("wechsel_k") or 10),
+                                     temperature=float(inputs.get("wechsel_temperature") or 0.1), seed=seed)
+        return result, overlap
+    check_method_inputs(method, inputs)  # raises for an unknown method
+    raise AssertionError(method)
+
+
+def fill_fallback(result: MethodResult, matrices: list[torch.Tensor], seed: int) -> None:
+    """Rows marked ``ORIGIN_FALLBACK`` get gaussian rows with each source matrix's statistics (in place)."""
+    from langadapt.transfer.basic import fill_gaussian
+
+    rows = (result.origin == ORIGIN_FALLBACK).nonzero().squeeze(1)
+    generator = torch.Generator().manual_seed(int(seed) + 1)
+    for out, source in zip(result.matrices, matrices):
+        fill_gaussian(out, source, rows, generator)
+
+
+# ---- swapping the matrices in -----------------------------------------------------------------------
+
+def set_special_token_ids(model, tokenizer) -> None:
+    """config and generation_config special-token ids follow the new tokenizer (None where it has none)."""
+    ids = {f"{role}_token_id": getattr(tokenizer, f"{role}_token_id", None)
+           for role in ("pad", "bos", "eos", "unk", "mask", "cls", "sep")}
+    for name, value in ids.items():
+        if name in ("pad_token_id", "bos_token_id", "eos_token_id") or hasattr(model.config, name):
+            setattr(model.config, name, value)
+    generation = getattr(model, "generation_config", None)
+    if generation is not None:
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            setattr(generation, name, ids[name])
+        if getattr(generation, "decoder_start_token_id", None) is not None:
+            generation.decoder_start_token_id = ids["bos_token_id"]
+
+
+@torch.no_grad()
+def swap_matrices(model, names: list[str], matrices: list[torch.Tensor]) -> None:
+    """Resize the model to the new vocabulary and overwrite every row of every transferred matrix."""
+    tied = is_tied(model)
+    dtype = model.get_input_embeddings().weight.dtype
+    model.resize_token_embeddings(matrices[0].shape[0], mean_resizing=False)
+    model.config.vocab_size = matrices[0].shape[0]
+    for name, matrix in zip(names, matrices):
+        if name == "input_embeddings":
+            target = model.get_input_embeddings().weight
+        elif name == "output_embeddings":
+            target = model.get_output_embeddings().weight
+        else:
+            target = head_bias(model)
+            matrix = matrix.squeeze(1)
+        target.copy_(matrix.to(target.dtype))
+    if tied and not is_tied(model):
+        model.tie_weights()
+    assert model.get_input_embeddings().weight.dtype == dtype
+
+
+# ---- the in-memory transfer ---------------------------------------------------------------------------
+
+def _examples(tokens: list[str], origin: torch.Tensor) -> dict[str, list[str]]:
+    """A few tokens of each origin, spread over the vocabulary (the first ids are usually bytes)."""
+    out = {}
+    for code, name in ORIGIN_NAMES.items():
+        ids = (origin == code).nonzero().squeeze(1)
+        if ids.numel():
+            picks = ids[torch.linspace(0, ids.numel() - 1, min(EXAMPLES_PER_ORIGIN, ids.numel())).round().long()]
+            out[name] = [tokens[i] for i in picks.unique().tolist()]
+        else:
+            out[name] = []
+    return out
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return _json_safe(value.tolist())
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, helper_model=None,
+                   seed: int = 0, **method_inputs) -> tuple[object, dict]:
+    """Transfer ``model`` (modified in place) from ``source_tokenizer`` to ``target_tokenizer``.
+
+    ``helper_model`` (clp): a model object whose input embeddings give the similarities; its tokenizer
+    must be ``target_tokenizer``. Other method inputs are the keyword arguments of ``transfer``.
+    Returns (model, report dict).
+    """
+    from langadapt.progress import info
+
+    started = time.perf_counter()
+    inputs = dict(method_inputs, helper_model=helper_model)
+    check_method_inputs(method, inputs)
+    check_tokenizer_fits(source_tokenizer, model, "source", getattr(model, "name_or_path", "") or "source model")
+    helper_embeddings = None
+    if method == "clp":
+        check_tokenizer_fits(target_tokenizer, helper_model, "helper/target",
+                             getattr(helper_model, "name_or_path", "") or "helper model")
+        helper_embeddings = helper_model.get_input_embeddings().weight.detach().float()
+
+    names, matrices = source_matrices(model, len(source_tokenizer))
+    method_started = time.perf_counter()
+    result, overlap = run_method(method, source_tokenizer, target_tokenizer, matrices, config=model.config,
+                                 helper_embeddings=helper_embeddings, seed=seed, **method_inputs)
+    method_seconds = time.perf_counter() - method_started
+    n_target = len(target_tokenizer)
+    if len(result.matrices) != len(matrices) or any(m.shape != (n_target, s.shape[1])
+                                                    for m, s in zip(result.matrices, matrices)):
+        raise RuntimeError(f"method '{method}' returned matrices of the wrong shape")
+    if names[-1] == "head_bias" and method == "random":
+        result.matrices[-1].zero_()  # a fresh head bias starts at 0, like nn.Linear's default init here
+    fill_fallback(result, matrices, seed)
+    for name, matrix in zip(names, result.matrices):
+        if not torch.isfinite(matrix).all():
+            raise RuntimeError(f"method '{method}' produced non-finite values in {name}")
+    if method == "clp" and result.details.get("ill_conditioned"):
+        info(f"warning: clp --clp-weights dense: {result.details['ill_conditioned']} new tokens have cosine sums near "
+             f"zero or negative (rows blown up by >{10:g}x or sign-flipped); consider --clp-weights topk")
+
+    tied = is_tied(model)
+    swap_matrices(model, names, result.matrices)
+    set_special_token_ids(model, target_tokenizer)
+
+    target_tokens = target_tokenizer.convert_ids_to_tokens(list(range(n_target)))
+    counts = {name: int((result.origin == code).sum()) for code, name in ORIGIN_NAMES.items()}
+    report = {
+        "method": method,
+        "inputs": _json_safe({k: v for k, v in method_inputs.items() if v is not None}),
+        "seed": seed,
+        "architecture": (getattr(model.config, "architectures", None) or [type(model).__name__])[0],
+        "model_type": getattr(model.config, "model_type", None),
+        "tied_embeddings": tied,
+        "dtype": str(model.get_input_embeddings().weight.dtype).replace("torch.", ""),
+        "matrices": names,
+        "source_vocab_size": len(source_tokenizer),
+        "target_vocab_size": n_target,
+        "overlap": None,
+        "counts": counts,
+        "examples": _examples(target_tokens, result.origin),
+        "details": _json_safe(result.details),
+        "seconds": {"method": round(method_seconds, 3), "transfer": round(time.perf_counter() - started, 3)},
+    }
+    if overlap is not None:
+        from langadapt.transfer.overlap import overlap_counts
+
+        report["overlap"] = {"pairs": len(overlap), **overlap_counts(overlap)}
+    if "ill_conditioned_examples" in result.details:
+        report["details"]["ill_conditioned_examples"] = [target_tokens[i] for i in
+                                                         result.details["ill_conditioned_examples"]]
+    return model, report
+
+
+# ---- load, transfer, save -----------------------------------------------------------------------------
+
+def _quiet_transformers_bars() -> None:
+    """transformers' own loading/saving bars follow our --quiet / not-a-terminal rule."""
+    from langadapt.progress import bars_enabled
+
+    if not bars_enabled():
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+def transfer(method: str, source_model: str, target_tokenizer: str | None = None, out: str | None = None, *,
+             source_tokenizer: str | None = None, helper_model: str | None = None, seed: int = 0,
+             overwrite: bool = False, config=None, **method_inputs) -> dict:
+    """Load, transfer and save: the Python form of ``langadapt transfer``. Returns the report dict.
+
+    method: one of ``METHODS``. source_model: model directory or Hub id (its tokenizer is used unless
+    ``source_tokenizer`` is given). target_tokenizer: the new tokenizer (for ``clp`` it defaults to the
+    helper's and must equal it). out: output directory (written atomically). Method inputs:
+    ``helper_model``, ``clp_weights``, ``clp_top_k``, ``clp_temperature`` (clp); ``fasttext_model`` or
+    ``corpus`` + ``text_field`` (focus); ``source_fasttext``, ``target_fasttext``, ``dictionary``,
+    ``wechsel_k``, ``wechsel_temperature`` (wechsel); ``random_std`` (random); ``copy_overlap``
+    (mean/random/gaussian: keep the overlapping tokens' rows). config: the resolved CLI arguments,
+    saved as ``transfer_config.yaml`` beside the model.
+    """
+    from langadapt.io.atomic import atomic_dir
+    from langadapt.io.models import load_model, load_tokenizer
+    from langadapt.progress import info
+    from langadapt.transfer.report import write_model_card
+
+    started = time.perf_counter()
+    _quiet_transformers_bars()
+    if out is None:
+        raise ConfigError("transfer needs an output directory (--out DIR)")
+    check_method_inputs(method, dict(method_inputs, helper_model=helper_model))
+    if Path(out).exists() and not overwrite:
+        raise ConfigError(f"output '{out}' already exists; choose another path or pass --overwrite")
+    if target_tokenizer is None and method != "clp":
+        raise ConfigError(f"method '{method}' needs --target-tokenizer (the new tokenizer)")
+
+    helper = None
+    if method == "clp":
+        helper_tok = load_tokenizer(helper_model)
+        target_tok = helper_tok
+        if target_tokenizer is not None:
+            target_tok = load_tokenizer(target_tokenizer)
+            if not same_vocabulary(helper_tok, target_tok):
+                raise ConfigError(f"the helper model's tokenizer ('{helper_model}', {len(helper_tok)} tokens) is not "
+                                  f"the target tokenizer ('{target_tokenizer}', {len(target_tok)} tokens); CLP needs a "
+                                  "helper trained with the target tokenizer (or leave out --target-tokenizer)")
+    else:
+        target_tok = load_tokenizer(target_tokenizer)
+    source_tok = load_tokenizer(source_tokenizer or source_model)
+    info(f"loading source model {source_model}")
+    model = load_model(source_model)
+    if method == "clp":
+        info(f"loading helper model {helper_model}")
+        helper = load_model(helper_model)
+
+    model, report = transfer_model(model, source_tok, target_tok, method, helper_model=helper, seed=seed,
+                                   **method_inputs)
+    report["source_model"] = str(source_model)
+    report["target_tokenizer"] = str(target_tokenizer or helper_model)
+    if helper_model is not None:
+        report["helper_model"] = str(helper_model)
+    del helper
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp)
+        target_tok.save_pretrained(tmp)
+        report["seconds"]["total"] = round(time.perf_counter() - started, 3)
+        (tmp / "transfer_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                                 encoding="utf-8")
+        write_model_card(tmp, report)
+        if config is not None:
+            from langadapt.config import save_config
+
+            save_config(config, tmp, "transfer_config.yaml")
+    c = report["counts"]
+    info(f"transfer {method}: {c['copied']} copied, {c['computed']} computed, {c['fallback']} fallback "
+         f"-> {out}")
+    return report

@@ -35,17 +35,23 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / torch.where(norms > 0, norms, torch.ones_like(norms))
 
 
-def clp_block(scores: torch.Tensor, anchors: torch.Tensor, weights: str, top_k: int,
-              temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def clp_block(scores: torch.Tensor, anchors: torch.Tensor, weights: str, top_k: int, temperature: float,
+              new_unit: torch.Tensor | None = None,
+              anchor_unit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mix ``anchors`` [n_overlap, d] for one block of cosine ``scores`` [b, n_overlap].
 
+    For ``topk``, the k chosen cosines are recomputed in float64 from the unit helper rows
+    (``new_unit`` [b, d_h], ``anchor_unit`` [n_overlap, d_h]) when given: dividing by a small
+    temperature would otherwise amplify the fp32 rounding of the scores.
     Returns (rows [b, d], valid [b] bool — False where no weights exist, amplification [b] — Σ|s| / |Σ s|
     for ``dense``, 1 otherwise).
     """
     ones = torch.ones(scores.shape[0])
     if weights == "topk":
         values, index = scores.topk(min(top_k, scores.shape[1]), dim=1)
-        mix = torch.softmax(values / temperature, dim=1)
+        if new_unit is not None and anchor_unit is not None:
+            values = torch.einsum("bh,bkh->bk", new_unit.double(), anchor_unit.double()[index])
+        mix = torch.softmax(values / temperature, dim=1).float()
         rows = torch.einsum("bk,bkd->bd", mix, anchors[index])
         return rows, torch.ones_like(ones, dtype=torch.bool), ones
     if weights == "positive":
@@ -106,7 +112,8 @@ def clp_combine(
     for start in progress(starts) if progress else starts:
         ids = new_ids[start:start + block]
         scores = helper_new[start:start + block] @ helper_anchors.T
-        rows, valid, amp = clp_block(scores, anchors, weights, top_k, temperature)
+        rows, valid, amp = clp_block(scores, anchors, weights, top_k, temperature,
+                                     helper_new[start:start + block], helper_anchors)
         valid &= helper_new[start:start + block].abs().sum(dim=1) > 0
         combined[ids[valid]] = rows[valid]
         origin[ids[valid]] = ORIGIN_COMPUTED

@@ -371,7 +371,7 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     saved as ``transfer_config.yaml`` beside the model.
     """
     from langadapt.io.atomic import atomic_dir
-    from langadapt.io.models import load_model, load_tokenizer
+    from langadapt.io.models import load_config, load_model, load_tokenizer
     from langadapt.progress import info
     from langadapt.transfer.report import write_model_card
 
@@ -385,8 +385,10 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     if target_tokenizer is None and method != "clp":
         raise ConfigError(f"method '{method}' needs --target-tokenizer (the new tokenizer)")
 
+    load_config(source_model)  # a missing source model is reported as such, before its tokenizer
     helper = None
     if method == "clp":
+        load_config(helper_model)
         helper_tok = load_tokenizer(helper_model)
         target_tok = helper_tok
         if target_tokenizer is not None:

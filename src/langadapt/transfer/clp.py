@@ -8,8 +8,10 @@ input-embedding space. The new source-space row is Σ_o w_to · E_s[o], with wei
 - ``positive``: negative similarities clipped to 0, then normalized the same way;
 - ``topk``: softmax(s_to / τ) over the k most similar overlapping tokens.
 
-Everything is computed in blocks of new tokens (one matrix product per block), so the full
-|new| × |overlap| similarity matrix is never held for large vocabularies.
+Everything is computed in blocks of new tokens (one similarity product per block), so the full
+|new| × |overlap| similarity matrix is never held for large vocabularies. The dense weights are
+linear in the cosines, so their mix factorizes: Σ_o s_to E[o] = ĥ_t · (Σ_o ĥ_o E[o]ᵀ) with unit
+helper rows ĥ; that costs |new|·d_h·d instead of |new|·|overlap|·d.
 """
 
 from __future__ import annotations
@@ -36,29 +38,36 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def clp_block(scores: torch.Tensor, anchors: torch.Tensor, weights: str, top_k: int, temperature: float,
-              new_unit: torch.Tensor | None = None,
-              anchor_unit: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mix ``anchors`` [n_overlap, d] for one block of cosine ``scores`` [b, n_overlap].
+              new_unit: torch.Tensor, anchor_unit: torch.Tensor,
+              projected: torch.Tensor | None = None,
+              anchor_sum: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mix ``anchors`` [n_overlap, D] for one block of cosine ``scores`` [b, n_overlap].
 
-    For ``topk``, the k chosen cosines are recomputed in float64 from the unit helper rows
-    (``new_unit`` [b, d_h], ``anchor_unit`` [n_overlap, d_h]) when given: dividing by a small
-    temperature would otherwise amplify the fp32 rounding of the scores.
-    Returns (rows [b, d], valid [b] bool — False where no weights exist, amplification [b] — Σ|s| / |Σ s|
+    new_unit [b, d_h] / anchor_unit [n_overlap, d_h]: the unit helper rows behind the scores. For
+    ``topk`` the k chosen cosines are recomputed from them in float64 (dividing by a small temperature
+    would amplify the fp32 rounding of the scores). For ``dense``, ``projected`` = anchor_unitᵀ @ anchors
+    [d_h, D] and ``anchor_sum`` = Σ anchor_unit (float64) give the factorized mix.
+    Returns (rows [b, D], valid [b] bool — False where no weights exist, amplification [b] — Σ|s| / |Σ s|
     for ``dense``, 1 otherwise).
     """
     ones = torch.ones(scores.shape[0])
     if weights == "topk":
         values, index = scores.topk(min(top_k, scores.shape[1]), dim=1)
-        if new_unit is not None and anchor_unit is not None:
-            values = torch.einsum("bh,bkh->bk", new_unit.double(), anchor_unit.double()[index])
+        values = torch.einsum("bh,bkh->bk", new_unit.double(), anchor_unit.double()[index])
         mix = torch.softmax(values / temperature, dim=1).float()
         rows = torch.einsum("bk,bkd->bd", mix, anchors[index])
         return rows, torch.ones_like(ones, dtype=torch.bool), ones
     if weights == "positive":
         scores = scores.clamp_min(0)
-    total = scores.sum(dim=1, dtype=torch.float64)
+        total = scores.sum(dim=1, dtype=torch.float64)
+        mixed = scores @ anchors
+    else:
+        if projected is None or anchor_sum is None:
+            projected, anchor_sum = anchor_unit.T @ anchors, anchor_unit.double().sum(0)
+        total = new_unit.double() @ anchor_sum
+        mixed = new_unit @ projected
     valid = total != 0
-    rows = (scores @ anchors) / torch.where(valid, total, torch.ones_like(total)).unsqueeze(1).float()
+    rows = mixed / torch.where(valid, total, torch.ones_like(total)).unsqueeze(1).float()
     amplification = ones
     if weights == "dense":
         amplification = (scores.abs().sum(dim=1, dtype=torch.float64) / total.abs()).float()
@@ -99,28 +108,34 @@ def clp_combine(
     helper_new = unit_rows(helper[new_ids])
     helper_anchors = unit_rows(helper[overlap_target_ids])
     widths = [m.shape[1] for m in source_matrices]
-    # One matrix product per block for all source matrices: their anchor rows side by side.
+    offsets = [sum(widths[:j]) for j in range(len(widths))]
+    # One product per block for all source matrices: their anchor rows side by side.
     anchors = torch.cat([m.float()[overlap_source_ids] for m in source_matrices], dim=1)
+    projected = anchor_sum = None
+    if weights == "dense":
+        projected, anchor_sum = helper_anchors.T @ anchors, helper_anchors.double().sum(0)
 
     origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
     origin[overlap_target_ids] = ORIGIN_COPIED
-    combined = torch.zeros(n_target, sum(widths), dtype=torch.float32)
-    combined[overlap_target_ids] = anchors
+    matrices = []
+    for m in source_matrices:
+        out = torch.zeros(n_target, m.shape[1], dtype=torch.float32)
+        out[overlap_target_ids] = m.float()[overlap_source_ids]
+        matrices.append(out)
     amplification = torch.ones(new_ids.numel())
     block = max(1, block_elements // max(1, overlap_target_ids.numel()))
     starts = range(0, new_ids.numel(), block)
     for start in progress(starts) if progress else starts:
-        ids = new_ids[start:start + block]
-        scores = helper_new[start:start + block] @ helper_anchors.T
-        rows, valid, amp = clp_block(scores, anchors, weights, top_k, temperature,
-                                     helper_new[start:start + block], helper_anchors)
-        valid &= helper_new[start:start + block].abs().sum(dim=1) > 0
-        combined[ids[valid]] = rows[valid]
+        ids, unit = new_ids[start:start + block], helper_new[start:start + block]
+        scores = unit @ helper_anchors.T
+        rows, valid, amp = clp_block(scores, anchors, weights, top_k, temperature, unit, helper_anchors,
+                                     projected, anchor_sum)
+        valid &= unit.abs().sum(dim=1) > 0
+        for out, offset, width in zip(matrices, offsets, widths):
+            out[ids[valid]] = rows[valid, offset:offset + width]
         origin[ids[valid]] = ORIGIN_COMPUTED
         amplification[start:start + block] = amp
 
-    matrices = list(torch.split(combined, widths, dim=1))
-    matrices = [m.contiguous() for m in matrices] if len(matrices) > 1 else matrices
     ill = (amplification > ILL_CONDITIONED_AMPLIFICATION) if weights == "dense" else torch.zeros(0, dtype=torch.bool)
     details = {
         "weights": weights,

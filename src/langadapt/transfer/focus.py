@@ -10,6 +10,7 @@ tensors; ``focus_from_inputs`` does the fastText I/O.
 from __future__ import annotations
 
 import time
+from typing import Iterator
 
 import torch
 
@@ -19,7 +20,7 @@ from langadapt.transfer.sparsemax import sparsemax_topk
 
 # Scores per block of new tokens: bounds memory to about this many floats, whatever the vocabulary size.
 BLOCK_ELEMENTS = 1 << 24
-# Partial sort size for sparsemax; supports are usually far smaller, larger ones are solved exactly anyway.
+# Initial partial sort size for sparsemax; supports are usually smaller, and it grows when they are not.
 SPARSEMAX_TOP_K = 64
 
 
@@ -27,27 +28,30 @@ def _unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
 
 
-def focus_weights(new_vectors: torch.Tensor, anchor_vectors: torch.Tensor,
-                  block_elements: int = BLOCK_ELEMENTS, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Sparse mixing weights [n_new, n_anchor] (coalesced COO, float32): row i = sparsemax(cos(new_i, anchors)).
+def focus_weight_blocks(new_vectors: torch.Tensor, anchor_vectors: torch.Tensor,
+                        block_elements: int = BLOCK_ELEMENTS, dtype: torch.dtype = torch.float64
+                        ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """FOCUS weights, one block of new tokens at a time: ``(start, anchor_cols [b, s], weights [b, s])``.
 
-    Computed in blocks of new tokens, so the full similarity matrix is never held in memory.
-    Every row sums to 1 and is nonnegative. Scores are float64 by default: with many near-equal
-    cosines the sparsemax threshold subtracts close numbers, and float32 would cost ~1e-5 relative.
+    Row i of a block is sparsemax(cos(new_{start+i}, anchors)) in padded form (nonzeros first, float32).
+    The full [n_new, n_anchor] score matrix is never held in memory. Scores are float64 by default:
+    with many near-equal cosines the sparsemax threshold subtracts close numbers, and float32 would
+    cost ~1e-5 relative.
     """
-    n_new, n_anchor = new_vectors.shape[0], anchor_vectors.shape[0]
     anchors = _unit_rows(anchor_vectors.to(dtype))
-    block = max(1, block_elements // max(1, n_anchor))
-    rows, cols, weights = [], [], []
-    for start in range(0, n_new, block):
+    block = max(1, block_elements // max(1, anchors.shape[0]))
+    for start in range(0, new_vectors.shape[0], block):
         scores = _unit_rows(new_vectors[start:start + block].to(dtype)) @ anchors.T
-        r, c, w = sparsemax_topk(scores, SPARSEMAX_TOP_K)
-        rows.append(r + start)
-        cols.append(c)
-        weights.append(w)
-    indices = torch.stack([torch.cat(rows), torch.cat(cols)]) if rows else torch.zeros(2, 0, dtype=torch.long)
-    values = torch.cat(weights).float() if weights else torch.zeros(0)
-    return torch.sparse_coo_tensor(indices, values, (n_new, n_anchor), check_invariants=True).coalesce()
+        cols, weights = sparsemax_topk(scores, SPARSEMAX_TOP_K)
+        yield start, cols, weights.float()
+
+
+def focus_weights(new_vectors: torch.Tensor, anchor_vectors: torch.Tensor, **kwargs) -> torch.Tensor:
+    """All FOCUS weights as one dense [n_new, n_anchor] matrix (for inspection and small inputs)."""
+    dense = torch.zeros(new_vectors.shape[0], anchor_vectors.shape[0])
+    for start, cols, weights in focus_weight_blocks(new_vectors, anchor_vectors, **kwargs):
+        dense[start:start + cols.shape[0]].scatter_add_(1, cols, weights)
+    return dense
 
 
 def focus_combine(
@@ -56,6 +60,7 @@ def focus_combine(
     has_vector: torch.Tensor,
     overlap_target_ids: torch.Tensor,
     overlap_source_ids: torch.Tensor,
+    block_elements: int = BLOCK_ELEMENTS,
 ) -> "MethodResult":
     """FOCUS on tensors.
 
@@ -72,29 +77,36 @@ def focus_combine(
     is_overlap[overlap_target_ids] = True
     anchor = has_vector[overlap_target_ids]
     anchor_target_ids, anchor_source_ids = overlap_target_ids[anchor], overlap_source_ids[anchor]
-    new_with_vector = (~is_overlap & has_vector).nonzero().squeeze(-1)
+    new_ids = (~is_overlap & has_vector).nonzero().squeeze(-1)
+    if new_ids.numel() and not anchor_target_ids.numel():
+        raise InputError("FOCUS: none of the overlapping tokens has a fastText vector, so new tokens cannot be "
+                         "initialized; train the fastText model on more target text or lower its minCount")
 
     origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
     origin[overlap_target_ids] = ORIGIN_COPIED
-    if new_with_vector.numel() and not anchor_target_ids.numel():
-        raise InputError("FOCUS: none of the overlapping tokens has a fastText vector, so new tokens cannot be "
-                         "initialized; train the fastText model on more target text or lower its minCount")
-    weights = focus_weights(target_vectors[new_with_vector], target_vectors[anchor_target_ids])
-    origin[new_with_vector] = ORIGIN_COMPUTED
-
+    origin[new_ids] = ORIGIN_COMPUTED
+    sources = [m.float() for m in source_matrices]
     matrices = []
-    for source in source_matrices:
-        source = source.float()
+    for source in sources:
         out = torch.zeros(n_target, source.shape[1], dtype=torch.float32)
         out[overlap_target_ids] = source[overlap_source_ids]
-        if new_with_vector.numel():
-            out[new_with_vector] = weights @ source[anchor_source_ids]
         matrices.append(out)
 
-    support = torch.bincount(weights.indices()[0], minlength=weights.shape[0]).float()
+    supports = []
+    blocks = focus_weight_blocks(target_vectors[new_ids], target_vectors[anchor_target_ids], block_elements)
+    for start, cols, weights in blocks:
+        rows = new_ids[start:start + cols.shape[0]]
+        source_cols = anchor_source_ids[cols]  # anchor index -> its source row
+        for source, out in zip(sources, matrices):
+            # sum_j weights[i, j] * source[source_cols[i, j]], without materializing [b, s, d]
+            out[rows] = torch.nn.functional.embedding_bag(source_cols, source, per_sample_weights=weights,
+                                                          mode="sum")
+        supports.append((weights > 0).sum(-1))
+
+    support = torch.cat(supports).float() if supports else torch.zeros(0)
     details = {
         "copied": int(overlap_target_ids.numel()),
-        "computed": int(new_with_vector.numel()),
+        "computed": int(new_ids.numel()),
         "fallback_without_vector": int((origin == ORIGIN_FALLBACK).sum()),
         "anchors": int(anchor_target_ids.numel()),
         "overlap_without_vector": int((~anchor).sum()),

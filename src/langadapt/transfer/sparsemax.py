@@ -1,9 +1,9 @@
 """Sparsemax (Martins & Astudillo 2016): the Euclidean projection of scores onto the probability simplex.
 
 Unlike softmax it gives exact zeros, so each new FOCUS token mixes only a few anchor tokens.
-``sparsemax`` is the dense, batched form; ``sparsemax_topk`` returns only the nonzeros and
-partial-sorts the top ``k`` scores per row (exact: rows whose support might exceed ``k`` are
-recomputed with a full sort).
+``sparsemax`` is the dense, batched form; ``sparsemax_topk`` returns each row's nonzeros (padded to
+the largest support) and only partial-sorts the top ``k`` scores per row (exact: ``k`` grows while
+some row's support might exceed it).
 """
 
 from __future__ import annotations
@@ -32,29 +32,34 @@ def sparsemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return out.reshape(moved.shape).movedim(-1, dim)
 
 
-def sparsemax_topk(scores: torch.Tensor, k: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row-wise sparsemax of a 2-D ``scores`` [B, M], returned as its nonzeros.
+def sparsemax_topk(scores: torch.Tensor, k: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise sparsemax of a 2-D ``scores`` [B, M] in padded sparse form.
 
-    Returns ``(rows, cols, weights)``: 1-D tensors with one entry per nonzero weight. Exactly equal to
-    ``sparsemax(scores, -1)``; only the top ``k`` scores of a row are sorted unless its support could
-    be larger than ``k``, in which case that row is solved with a full sort.
+    Returns ``(cols, weights)``, both [B, s] where s is the largest support among the rows: row i's
+    nonzero weights come first (by decreasing score), then zeros. Exactly equal to ``sparsemax(scores)``
+    scattered back. Only the top ``k`` scores of a row are sorted; rows whose support could extend
+    beyond them are solved again with a 4x wider partial sort (a full sort once that nears M).
     """
     if scores.dim() != 2:
         raise ValueError(f"sparsemax_topk expects a 2-D tensor, got shape {tuple(scores.shape)}")
     n_rows, n_cols = scores.shape
+    pending = torch.arange(n_rows)
+    solved: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []  # rows, cols, values, tau
     k = max(1, min(k, n_cols))
-    values, cols = torch.topk(scores, k, dim=-1, sorted=True)
-    tau, support = _threshold(values)
-    # If the whole top-k is in the support, the true support may extend beyond it: solve those rows fully.
-    unsolved = (support == k).nonzero().squeeze(-1) if k < n_cols else scores.new_empty(0, dtype=torch.long)
-    weights = torch.clamp(values - tau, min=0)
-    keep = weights > 0
-    keep[unsolved] = False
-    rows = torch.arange(n_rows, device=scores.device).unsqueeze(-1).expand(n_rows, k)
-    parts = [(rows[keep], cols[keep], weights[keep])]
-    if unsolved.numel():
-        full = sparsemax(scores[unsolved], dim=-1)
-        r, c = full.nonzero(as_tuple=True)
-        parts.append((unsolved[r], c, full[r, c]))
-    rows_out, cols_out, weights_out = (torch.cat(p) for p in zip(*parts))
-    return rows_out, cols_out, weights_out
+    while pending.numel():
+        if 2 * k >= n_cols:
+            k = n_cols
+        values, cols = torch.topk(scores[pending], k, dim=-1, sorted=True)
+        tau, support = _threshold(values)
+        # A row whose whole top-k is in the support may have more: solve it again with a wider sort.
+        done = support < k if k < n_cols else torch.ones_like(support, dtype=torch.bool)
+        s = int(support[done].max()) if bool(done.any()) else 0
+        solved.append((pending[done], cols[done, :s], values[done, :s], tau[done]))
+        pending, k = pending[~done], 4 * k
+    width = max((c.shape[1] for _, c, _, _ in solved), default=0)
+    out_cols = torch.zeros(n_rows, width, dtype=torch.long)
+    out_weights = torch.zeros(n_rows, width, dtype=scores.dtype)
+    for rows, cols, values, tau in solved:
+        out_cols[rows, :cols.shape[1]] = cols
+        out_weights[rows, :cols.shape[1]] = torch.clamp(values - tau, min=0)
+    return out_cols, out_weights

@@ -100,12 +100,6 @@ def wechsel_combine(
     neighbours, weights, has_vector = wechsel_weights(source_token_vectors, target_token_vectors, k=k,
                                                       temperature=temperature)
     computed = has_vector.nonzero().squeeze(-1)
-    kk = neighbours.shape[1]
-    rows = torch.arange(computed.numel()).repeat_interleave(kk)
-    mix = torch.sparse_coo_tensor(torch.stack([rows, neighbours[computed].reshape(-1)]),
-                                  weights[computed].reshape(-1).float(),
-                                  (computed.numel(), source_token_vectors.shape[0]), check_invariants=True).coalesce()
-
     origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
     origin[computed] = ORIGIN_COMPUTED
     copy_target_ids = torch.zeros(0, dtype=torch.long) if copy_target_ids is None else copy_target_ids.long()
@@ -117,13 +111,15 @@ def wechsel_combine(
         source = source.float()
         out = torch.zeros(n_target, source.shape[1], dtype=torch.float32)
         if computed.numel():
-            out[computed] = mix @ source[: source_token_vectors.shape[0]]
+            # sum_j weights[i, j] * source[neighbours[i, j]], without materializing [n, k, d]
+            out[computed] = torch.nn.functional.embedding_bag(
+                neighbours[computed], source, per_sample_weights=weights[computed].float(), mode="sum")
         out[copy_target_ids] = source[copy_source_ids]
         matrices.append(out)
 
     top1 = weights[computed, 0] if computed.numel() else weights.new_zeros(0)
     details = {
-        "k": kk,
+        "k": int(neighbours.shape[1]),
         "temperature": temperature,
         "copied": int((origin == ORIGIN_COPIED).sum()),
         "computed": int((origin == ORIGIN_COMPUTED).sum()),

@@ -53,9 +53,15 @@ def test_clp_transfer_on_each_architecture(arch, tokenizers, helper, tmp_path):
     source_tok, target_tok = tokenizers
     model = tiny_model(arch, len(source_tok) + 5)  # padded embedding matrix, as in Pythia
     old_in, old_out, old_bias, tied = _snapshot(model, len(source_tok))
+    overlap = find_overlap(source_tok, target_tok)
+    # A sequence of copied tokens must give the same hidden states before and after (positions included:
+    # RoBERTa numbers them from the pad id, which moves from 1 to 0 here).
+    exact = [i for i, kind in enumerate(overlap.kinds) if kind == "exact"][5:25]
+    target_seq, source_seq = overlap.target_ids[exact][None], overlap.source_ids[exact][None]
+    with torch.no_grad():
+        before = model(input_ids=source_seq, output_hidden_states=True).hidden_states[-1]
     model, report = transfer_model(model, source_tok, target_tok, "clp", helper_model=helper)
     n = len(target_tok)
-    overlap = find_overlap(source_tok, target_tok)
     new_ids = sorted(set(range(n)) - set(overlap.target_ids.tolist()))
     new_in = model.get_input_embeddings().weight.detach()
 
@@ -102,6 +108,10 @@ def test_clp_transfer_on_each_architecture(arch, tokenizers, helper, tmp_path):
     assert is_tied(loaded) == tied
     if old_bias is not None:
         assert torch.equal(head_bias(loaded), head_bias(model))
+    for transferred in (model, loaded):
+        with torch.no_grad():
+            after = transferred(input_ids=target_seq, output_hidden_states=True).hidden_states[-1]
+        torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
     ids = torch.tensor([target_tok("the house lapis flumen", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         logits = loaded(input_ids=ids).logits

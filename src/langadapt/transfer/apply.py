@@ -222,6 +222,40 @@ def set_special_token_ids(model, tokenizer) -> None:
             generation.decoder_start_token_id = ids["bos_token_id"]
 
 
+def _padding_position_embeddings(model):
+    """The embeddings module of RoBERTa-style models, whose position ids start after the pad id, or None."""
+    embeddings = getattr(getattr(model, "base_model", model), "embeddings", None)
+    if embeddings is not None and hasattr(embeddings, "padding_idx") and hasattr(embeddings, "position_embeddings"):
+        return embeddings
+    return None
+
+
+@torch.no_grad()
+def realign_padding_positions(model, new_pad: int | None) -> dict:
+    """RoBERTa/XLM-R number positions from ``pad_token_id + 1``: when the pad id changes, shift the
+    position-embedding rows so every real position keeps its trained row. Returns report details."""
+    embeddings = _padding_position_embeddings(model)
+    if embeddings is None:
+        return {}
+    old_pad = embeddings.padding_idx
+    if new_pad is None:
+        raise ConfigError("this model (RoBERTa-style) numbers positions from its pad token, but the target tokenizer "
+                          "has no pad token; add one to the target tokenizer (e.g. '<pad>') and retry")
+    if old_pad is None or old_pad == new_pad:
+        return {}
+    weight = embeddings.position_embeddings.weight
+    n = weight.shape[0]
+    usable = n - max(old_pad, new_pad) - 1  # real positions that exist in both numberings
+    shifted = weight.detach().clone()
+    shifted[new_pad + 1:new_pad + 1 + usable] = weight[old_pad + 1:old_pad + 1 + usable]
+    shifted[new_pad] = weight[old_pad]
+    weight.copy_(shifted)
+    embeddings.padding_idx = new_pad
+    embeddings.position_embeddings.padding_idx = new_pad
+    model.get_input_embeddings().padding_idx = new_pad
+    return {"position_offset_moved": [old_pad + 1, new_pad + 1], "usable_positions": usable}
+
+
 @torch.no_grad()
 def swap_matrices(model, names: list[str], matrices: list[torch.Tensor]) -> None:
     """Resize the model to the new vocabulary and overwrite every row of every transferred matrix."""
@@ -287,11 +321,17 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
     check_method_inputs(method, inputs)
     check_tokenizer_fits(source_tokenizer, model, "source", getattr(model, "name_or_path", "") or "source model")
     helper_embeddings = None
+    if method == "clp" and isinstance(helper_model, (str, Path)):
+        from langadapt.io.models import load_model
+
+        helper_model = load_model(helper_model)
     if method == "clp":
         check_tokenizer_fits(target_tokenizer, helper_model, "helper/target",
                              getattr(helper_model, "name_or_path", "") or "helper model")
         helper_embeddings = helper_model.get_input_embeddings().weight.detach().float()
 
+    if _padding_position_embeddings(model) is not None and target_tokenizer.pad_token_id is None:
+        realign_padding_positions(model, None)  # raises: RoBERTa-style positions need a pad token
     names, matrices = source_matrices(model, len(source_tokenizer))
     method_started = time.perf_counter()
     result, overlap = run_method(method, source_tokenizer, target_tokenizer, matrices, config=model.config,
@@ -308,11 +348,15 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
         if not torch.isfinite(matrix).all():
             raise RuntimeError(f"method '{method}' produced non-finite values in {name}")
     if method == "clp" and result.details.get("ill_conditioned"):
+        from langadapt.transfer.clp import ILL_CONDITIONED_AMPLIFICATION
+
         info(f"warning: clp --clp-weights dense: {result.details['ill_conditioned']} new tokens have cosine sums near "
-             f"zero or negative (rows blown up by >{10:g}x or sign-flipped); consider --clp-weights topk")
+             f"zero or negative (rows blown up by >{ILL_CONDITIONED_AMPLIFICATION:g}x or sign-flipped); consider "
+             "--clp-weights topk")
 
     tied = is_tied(model)
     swap_matrices(model, names, result.matrices)
+    positions = realign_padding_positions(model, target_tokenizer.pad_token_id)
     set_special_token_ids(model, target_tokenizer)
 
     target_tokens = target_tokenizer.convert_ids_to_tokens(list(range(n_target)))
@@ -334,6 +378,8 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
         "details": _json_safe(result.details),
         "seconds": {"method": round(method_seconds, 3), "transfer": round(time.perf_counter() - started, 3)},
     }
+    if positions:
+        report["positions"] = positions
     if overlap is not None:
         from langadapt.transfer.overlap import overlap_counts
 

@@ -119,3 +119,27 @@ def test_existing_output_is_refused_without_overwrite(dirs):
     code, _, err = _transfer(*argv, "--overwrite", "true")
     assert code == 0, err
     assert not (out / "keep.txt").exists() and (out / "transfer_report.json").exists()
+
+
+def test_cli_baseline_options_reach_the_method(dirs):
+    from transformers import AutoModelForCausalLM
+
+    out = dirs / "out-random"
+    code, _, err = _transfer("--method", "random", "--source-model", str(dirs / "source"), "--target-tokenizer",
+                             str(dirs / "target-tok"), "--random-std", "0.5", "--copy-overlap", "true",
+                             "--out", str(out))
+    assert code == 0, err
+    report = json.loads((out / "transfer_report.json").read_text())
+    assert report["counts"]["copied"] == report["overlap"]["pairs"] > 0
+    weight = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight.detach()
+    drawn = weight[[i for i in range(weight.shape[0]) if i not in set(report_copied_ids(dirs))]]
+    assert abs(float(drawn.std()) / 0.5 - 1) < 0.05
+
+
+def report_copied_ids(dirs):
+    from transformers import AutoTokenizer
+
+    from langadapt.transfer import find_overlap
+
+    return find_overlap(AutoTokenizer.from_pretrained(dirs / "source"),
+                        AutoTokenizer.from_pretrained(dirs / "target-tok")).target_ids.tolist()

@@ -8,10 +8,10 @@ input-embedding space. The new source-space row is Σ_o w_to · E_s[o], with wei
 - ``positive``: negative similarities clipped to 0, then normalized the same way;
 - ``topk``: softmax(s_to / τ) over the k most similar overlapping tokens.
 
-Everything is computed in blocks of new tokens (one similarity product per block), so the full
-|new| × |overlap| similarity matrix is never held for large vocabularies. The dense weights are
-linear in the cosines, so their mix factorizes: Σ_o s_to E[o] = ĥ_t · (Σ_o ĥ_o E[o]ᵀ) with unit
-helper rows ĥ; that costs |new|·d_h·d instead of |new|·|overlap|·d.
+``topk`` and ``positive`` are computed in blocks of new tokens (one similarity product per block), so
+the full |new| × |overlap| similarity matrix is never held. ``dense`` is linear in the cosines, so it
+factorizes through the helper dimension and needs no similarity matrix at all:
+Σ_o s_to E[o] = ĥ_t · (Ĥ_oᵀ E_o) and Σ_o s_to = ĥ_t · Σ_o ĥ_o, with unit helper rows ĥ.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ DEFAULT_TOP_K = 10
 DEFAULT_TEMPERATURE = 0.1
 # Similarity scores per block: about 64 MB of fp32 whatever the vocabulary size.
 BLOCK_ELEMENTS = 1 << 24
-# A dense row is ill-conditioned when its cosines sum to <= 0, or when the normalization blows the
-# row up by more than this factor (Σ|s| / |Σ s|): cancelling similarities, an exploding row.
+# A dense row is ill-conditioned when its cosines sum to <= 0 or to nearly 0 relative to their spread:
+# sqrt(n · Σ s²) / |Σ s| > this factor. (That ratio bounds Σ|w|, how far the normalized weights can
+# blow a row up beyond a convex combination.)
 ILL_CONDITIONED_AMPLIFICATION = 10.0
 
 
@@ -37,42 +38,45 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / torch.where(norms > 0, norms, torch.ones_like(norms))
 
 
-def clp_block(scores: torch.Tensor, anchors: torch.Tensor, weights: str, top_k: int, temperature: float,
-              new_unit: torch.Tensor, anchor_unit: torch.Tensor,
-              projected: torch.Tensor | None = None,
-              anchor_sum: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mix ``anchors`` [n_overlap, D] for one block of cosine ``scores`` [b, n_overlap].
+def topk_rows(new_unit: torch.Tensor, anchor_unit: torch.Tensor, anchors: torch.Tensor, top_k: int,
+              temperature: float) -> torch.Tensor:
+    """softmax(s/τ) mixes of the k most similar anchors, for one block of new tokens [b, d_h] -> [b, D].
 
-    new_unit [b, d_h] / anchor_unit [n_overlap, d_h]: the unit helper rows behind the scores. For
-    ``topk`` the k chosen cosines are recomputed from them in float64 (dividing by a small temperature
-    would amplify the fp32 rounding of the scores). For ``dense``, ``projected`` = anchor_unitᵀ @ anchors
-    [d_h, D] and ``anchor_sum`` = Σ anchor_unit (float64) give the factorized mix.
-    Returns (rows [b, D], valid [b] bool — False where no weights exist, amplification [b] — Σ|s| / |Σ s|
-    for ``dense``, 1 otherwise).
+    The k chosen cosines are recomputed in float64: dividing by a small temperature would amplify
+    the fp32 rounding of the scores.
     """
-    ones = torch.ones(scores.shape[0])
-    if weights == "topk":
-        values, index = scores.topk(min(top_k, scores.shape[1]), dim=1)
-        values = torch.einsum("bh,bkh->bk", new_unit.double(), anchor_unit.double()[index])
-        mix = torch.softmax(values / temperature, dim=1).float()
-        rows = torch.einsum("bk,bkd->bd", mix, anchors[index])
-        return rows, torch.ones_like(ones, dtype=torch.bool), ones
-    if weights == "positive":
-        scores = scores.clamp_min(0)
-        total = scores.sum(dim=1, dtype=torch.float64)
-        mixed = scores @ anchors
-    else:
-        if projected is None or anchor_sum is None:
-            projected, anchor_sum = anchor_unit.T @ anchors, anchor_unit.double().sum(0)
-        total = new_unit.double() @ anchor_sum
-        mixed = new_unit @ projected
+    scores = new_unit @ anchor_unit.T
+    index = scores.topk(min(top_k, scores.shape[1]), dim=1).indices
+    values = torch.einsum("bh,bkh->bk", new_unit.double(), anchor_unit.double()[index])
+    mix = torch.softmax(values / temperature, dim=1).float()
+    # Weighted sum of k gathered rows without materializing [b, k, D].
+    return torch.nn.functional.embedding_bag(index, anchors, per_sample_weights=mix, mode="sum")
+
+
+def positive_rows(new_unit: torch.Tensor, anchor_unit: torch.Tensor,
+                  anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """max(s, 0)-weighted means of the anchors for one block -> (rows [b, D], valid [b])."""
+    scores = (new_unit @ anchor_unit.T).clamp_min(0)
+    total = scores.sum(dim=1, dtype=torch.float64)
+    valid = total > 0
+    rows = (scores @ anchors) / torch.where(valid, total, torch.ones_like(total)).unsqueeze(1).float()
+    return rows, valid
+
+
+def dense_rows(new_unit: torch.Tensor, anchor_unit: torch.Tensor,
+               anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The reference formula, factorized -> (rows [n, D], valid [n], amplification bound [n]).
+
+    Σ s² per row is the quadratic form of the helper Gram matrix, so the conditioning check needs no
+    similarity matrix either.
+    """
+    total = new_unit.double() @ anchor_unit.double().sum(0)
+    squares = ((new_unit @ (anchor_unit.T @ anchor_unit)) * new_unit).sum(1).double().clamp_min(0)
     valid = total != 0
-    rows = mixed / torch.where(valid, total, torch.ones_like(total)).unsqueeze(1).float()
-    amplification = ones
-    if weights == "dense":
-        amplification = (scores.abs().sum(dim=1, dtype=torch.float64) / total.abs()).float()
-        amplification = torch.where(total > 0, amplification, torch.full_like(amplification, float("inf")))
-    return rows, valid & torch.isfinite(rows).all(dim=1), amplification
+    rows = (new_unit @ (anchor_unit.T @ anchors)) / torch.where(valid, total, torch.ones_like(total)).unsqueeze(1).float()
+    amplification = (anchor_unit.shape[0] * squares).sqrt() / total.abs()
+    amplification = torch.where(total > 0, amplification, torch.full_like(amplification, float("inf")))
+    return rows, valid & torch.isfinite(rows).all(dim=1), amplification.float()
 
 
 def clp_combine(
@@ -93,7 +97,7 @@ def clp_combine(
         bias); all get the same weights. helper_embeddings: the helper's input embeddings, one row per
         target id [n_target, d_h]. overlap_*_ids: aligned 1-D ids of the overlapping tokens (anchors).
     Overlapping tokens are copied; every other target token is computed, or marked for fallback
-    when it has no usable weights (a zero helper row, no positive similarity, a zero or NaN sum).
+    when it has no usable weights (a zero helper row, no positive similarity, a zero sum).
     ``progress``: optional callable wrapping the block iterator (a progress bar).
     """
     if weights not in CLP_WEIGHTS:
@@ -109,11 +113,8 @@ def clp_combine(
     helper_anchors = unit_rows(helper[overlap_target_ids])
     widths = [m.shape[1] for m in source_matrices]
     offsets = [sum(widths[:j]) for j in range(len(widths))]
-    # One product per block for all source matrices: their anchor rows side by side.
+    # All source matrices mixed at once: their anchor rows side by side.
     anchors = torch.cat([m.float()[overlap_source_ids] for m in source_matrices], dim=1)
-    projected = anchor_sum = None
-    if weights == "dense":
-        projected, anchor_sum = helper_anchors.T @ anchors, helper_anchors.double().sum(0)
 
     origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
     origin[overlap_target_ids] = ORIGIN_COPIED
@@ -122,21 +123,30 @@ def clp_combine(
         out = torch.zeros(n_target, m.shape[1], dtype=torch.float32)
         out[overlap_target_ids] = m.float()[overlap_source_ids]
         matrices.append(out)
-    amplification = torch.ones(new_ids.numel())
-    block = max(1, block_elements // max(1, overlap_target_ids.numel()))
-    starts = range(0, new_ids.numel(), block)
-    for start in progress(starts) if progress else starts:
-        ids, unit = new_ids[start:start + block], helper_new[start:start + block]
-        scores = unit @ helper_anchors.T
-        rows, valid, amp = clp_block(scores, anchors, weights, top_k, temperature, unit, helper_anchors,
-                                     projected, anchor_sum)
-        valid &= unit.abs().sum(dim=1) > 0
+
+    def store(ids: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor) -> None:
         for out, offset, width in zip(matrices, offsets, widths):
             out[ids[valid]] = rows[valid, offset:offset + width]
         origin[ids[valid]] = ORIGIN_COMPUTED
-        amplification[start:start + block] = amp
 
-    ill = (amplification > ILL_CONDITIONED_AMPLIFICATION) if weights == "dense" else torch.zeros(0, dtype=torch.bool)
+    nonzero = helper_new.abs().sum(dim=1) > 0  # a zero helper row has no similarities at all
+    amplification = None
+    if weights == "dense":
+        rows, valid, amplification = dense_rows(helper_new, helper_anchors, anchors)
+        store(new_ids, rows, valid & nonzero)
+    else:
+        block = max(1, block_elements // max(1, overlap_target_ids.numel()))
+        starts = range(0, new_ids.numel(), block)
+        for start in progress(starts) if progress else starts:
+            stop = start + block
+            unit = helper_new[start:stop]
+            if weights == "topk":
+                rows, valid = topk_rows(unit, helper_anchors, anchors, top_k, temperature), nonzero[start:stop]
+            else:
+                rows, valid = positive_rows(unit, helper_anchors, anchors)
+                valid &= nonzero[start:stop]
+            store(new_ids[start:stop], rows, valid)
+
     details = {
         "weights": weights,
         "anchors": int(overlap_target_ids.numel()),
@@ -146,9 +156,9 @@ def clp_combine(
     }
     if weights == "topk":
         details.update(top_k=min(top_k, int(overlap_target_ids.numel())), temperature=temperature)
-    if weights == "dense":
-        details.update(ill_conditioned=int(ill.sum()),
-                       ill_conditioned_examples=new_ids[ill][:10].tolist(),
-                       max_amplification=float(amplification[torch.isfinite(amplification)].max())
-                       if torch.isfinite(amplification).any() else None)
+    if amplification is not None:
+        ill = (amplification > ILL_CONDITIONED_AMPLIFICATION) & nonzero
+        finite = amplification[torch.isfinite(amplification)]
+        details.update(ill_conditioned=int(ill.sum()), ill_conditioned_examples=new_ids[ill][:10].tolist(),
+                       max_amplification=float(finite.max()) if finite.numel() else None)
     return MethodResult(matrices=matrices, origin=origin, details=details)

@@ -255,9 +255,11 @@ class _DocumentState:
         """The subject and the verbs it typically goes with."""
         rng, inv = self.rng, self.inv
         r = rng.random()
-        if r < 0.55:
-            person = self.heroes[0] if r < 0.45 and rng.random() < 0.75 else (
-                self.heroes[-1] if r < 0.45 else inv.all_persons.pick(rng))
+        if r < 0.55:  # mostly the document's protagonists, sometimes anybody
+            if r < 0.45:
+                person = self.heroes[0] if rng.random() < 0.75 else self.heroes[-1]
+            else:
+                person = inv.all_persons.pick(rng)
             return self._person_np(person), inv.person_verbs[person]
         agents = inv.topic_agents[self.topic] if rng.random() < 0.8 else inv.all_agents
         noun = (agents if agents.items else inv.all_agents).pick(rng)
@@ -303,6 +305,10 @@ class _DocumentState:
 
     def sentence(self) -> Sentence:
         rng = self.rng
+        frame = None  # drawn first: the speaker is mentioned before the reported clauses
+        if rng.random() < 0.15:
+            speaker = self.heroes[0] if rng.random() < 0.7 else self.inv.all_persons.pick(rng)
+            frame = Frame(self._person_np(speaker), rng.choices(range(FRAME_VERBS), (3, 2, 1))[0], self.tense)
         first, habits = self.clause()
         parts: list[tuple[int, Clause]] = [(-1, first)]
         if rng.random() < 0.25:
@@ -312,10 +318,6 @@ class _DocumentState:
             else:
                 second, _ = self.clause()
             parts.append((conj, second))
-        frame = None
-        if rng.random() < 0.15:
-            speaker = self.heroes[0] if rng.random() < 0.7 else self.inv.all_persons.pick(rng)
-            frame = Frame(self._person_np(speaker), rng.choices(range(FRAME_VERBS), (3, 2, 1))[0], self.tense)
         return Sentence(frame, tuple(parts))
 
 
@@ -392,7 +394,7 @@ def grammar_for(index: int, seed: int) -> Grammar:
     cases = rng.random() < (0.8 if order == "SOV" else 0.4)
     adposition = rng.choice(("case", "post") if order == "SOV" else ("pre", "case" if cases else "pre"))
     if adposition == "case" and not cases:
-        adposition = "pre"
+        adposition = "post" if order == "SOV" else "pre"
     return Grammar(
         script, order, adj_first=rng.random() < (0.7 if order == "SOV" else 0.4), genders=rng.choice((1, 2, 3)),
         article=rng.choice(("word", "prefix", "none")), indefinite=rng.random() < 0.5, cases=cases,
@@ -473,8 +475,8 @@ class _Morphology:
         self.definite = ph.affix(ph.rng.choice(("VC", "CV"))) if g.article == "prefix" else ""
         agree = ph.distinct_affixes(2 * g.genders, ("V", "VC"), allow_empty=True)
         self.adj_agree = {(gen, num): agree[gen * 2 + num] for gen in range(g.genders) for num in (SG, PL)}
-        self.tense = ph.distinct_affixes(3, ("V", "CV", "VC"), allow_empty=True)  # PAST, PRES, FUT
-        self.tense = [self.tense[1], self.tense[0], self.tense[2]]  # the present is unmarked
+        unmarked, past, future = ph.distinct_affixes(3, ("V", "CV", "VC"), allow_empty=True)
+        self.tense = [past, unmarked, future]  # indexed by PAST, PRES, FUT: the present is unmarked
         verb_genders = 2 if g.verb_gender else 1
         person = ph.distinct_affixes(2 * verb_genders, ("V", "C", "VC"), allow_empty=True)
         self.verb_agree = {(num, gen): person[num * verb_genders + min(gen, verb_genders - 1)]
@@ -545,13 +547,15 @@ class Language:
         self._make_function_words(ph, used)
 
         def unique(paradigm_of: Callable[[int], dict[tuple, str]]) -> dict[tuple, str]:
-            for attempt in range(400):
+            """Draw a paradigm until none of its forms is taken; ``paradigm_of(attempt)`` lengthens roots."""
+            attempt = 0
+            while True:
                 paradigm = paradigm_of(attempt)
                 forms = set(paradigm.values())
-                if not forms & used and "" not in forms:
+                if not forms & used:
                     used.update(forms)
                     return paradigm
-            raise RuntimeError("could not draw distinct word forms; the inventory is too small")
+                attempt += 1
 
         def syllables(rank: int, attempt: int) -> int:
             # Frequent concepts get short words (Zipf's law of abbreviation).
@@ -559,7 +563,11 @@ class Language:
             return base + (rng.random() < 0.25) + attempt // 40
 
         def draw_root(rank: int, attempt: int):
-            return ph.consonant_root() if g.templatic else ph.root(syllables(rank, attempt))
+            if not g.templatic:
+                return ph.root(syllables(rank, attempt))
+            c1, c2, c3 = ph.consonant_root()
+            # Many languages share a script: when triliteral roots run out, the last radical grows.
+            return c1, c2, c3 + ph.affix("C" * (attempt // 40))
 
         self.forms: dict[tuple, str] = {}
         self.gender: dict[int, list[int]] = {NOUN: [], PLACE: []}
@@ -587,29 +595,33 @@ class Language:
 
     def _make_function_words(self, ph: _Phonology, used: set[str]) -> None:
         g, m, rng = self.grammar, self.morph, ph.rng
+        used.add("")  # no word is empty
 
-        def fresh(make: Callable[[], dict[tuple, str]]) -> dict[tuple, str]:
-            """Draw a small paradigm until none of its forms is already a word (here or elsewhere)."""
+        def fresh(make: Callable[[int], dict[tuple, str]]) -> None:
+            """Draw a small paradigm until none of its forms is already a word (here or in an earlier
+            language); ``make(extra)`` adds ``extra`` syllables, which grows as short forms run out."""
+            attempt = 0
             while True:
-                paradigm = make()
+                paradigm = make(attempt // 20)
                 if not set(paradigm.values()) & used:
                     used.update(paradigm.values())
                     self.func.update(paradigm)
-                    return paradigm
+                    return
+                attempt += 1
+
+        def short(shapes: Sequence[str], extra: int) -> str:
+            return ph.affix(rng.choice(shapes) + "CV" * extra)
 
         def word(key: tuple, shapes: Sequence[str] = ("CV", "VC", "CVC")) -> None:
-            fresh(lambda: {key: ph.affix(rng.choice(shapes))})
-
-        def with_case(base: str, case: int, num: int) -> str:
-            return base + (m.case[(case, num)] if m.case else "")
+            fresh(lambda extra: {key: short(shapes, extra)})
 
         if g.article == "word":
             # One stem per definiteness; endings agree in gender, number and case, with syncretism
             # (four endings spread over the cells, as in real article systems).
             cells = [(gen, num, case) for gen in range(g.genders) for num in (SG, PL) for case in (NOM, ACC, LOC)]
             for definite in (False, True):
-                def articles(definite=definite):
-                    stem = ph.affix(rng.choice(("CV",) if definite else ("V", "VC")))
+                def articles(extra: int, definite: bool = definite) -> dict[tuple, str]:
+                    stem = short(("CV",) if definite else ("V", "VC"), extra)
                     if g.genders == 1 and not g.cases:
                         return {("art", definite, *cell): stem for cell in cells}
                     endings = ph.distinct_affixes(4, ("V", "VC"))
@@ -621,22 +633,20 @@ class Language:
                         for case in (NOM, ACC, LOC):
                             self.func[("art", definite, gen, num, case)] = self.func[("art", definite, 0, num, case)]
 
-        def pronouns():
-            he, she, they = (ph.affix(rng.choice(("CV", "VC", "V"))) for _ in range(3))
+        def pronouns(extra: int) -> dict[tuple, str]:
+            he, she, they = (short(("CV", "VC", "V"), extra) for _ in range(3))
             if len({he, she, they}) < 3:
-                return {("pron", SG, 0, NOM): ""}  # rejected by fresh (empty forms are never allowed)
+                return {("pron", SG, 0, NOM): ""}  # rejected: "" is never free
             bases = {(SG, 0): he, (SG, 1): she, (PL, 0): they, (PL, 1): they}
-            return {("pron", num, gen, case): with_case(base, case, num)
+            return {("pron", num, gen, case): base + (m.case[(case, num)] if m.case else "")
                     for (num, gen), base in bases.items() for case in (NOM, ACC, LOC)}
 
-        used.add("")
-        fresh(pronouns)
-
-        def copula():
-            root = ph.root(1)
+        def copula(extra: int) -> dict[tuple, str]:
+            root = ph.root(1 + extra)
             return {("cop", tense, num): (m.tense[tense] + root if g.tense_prefix else root + m.tense[tense])
                     + m.verb_agree[(num, 0)] for tense in (PAST, PRES, FUT) for num in (SG, PL)}
 
+        fresh(pronouns)
         fresh(copula)
         for conj in CONJUNCTIONS:
             word(("conj", conj))
@@ -765,15 +775,30 @@ class Language:
         return {form: key[0] for key, form in self.word_forms().items()}
 
 
-@lru_cache(maxsize=32)
+class _LanguageFamily:
+    """Languages 0, 1, 2, ... of one seed, built in order (each avoids the word forms of those before)."""
+
+    def __init__(self, seed: int):
+        self.seed, self.languages, self.taken = seed, [], set()
+
+    def get(self, index: int) -> Language:
+        while len(self.languages) <= index:
+            language = Language(len(self.languages), self.seed, self.taken)
+            self.languages.append(language)
+            self.taken |= language.all_forms
+        return self.languages[index]
+
+
+@lru_cache(maxsize=4)
+def _family(seed: int) -> _LanguageFamily:
+    return _LanguageFamily(seed)
+
+
 def get_language(index: int, seed: int = 0) -> Language:
-    """Language ``index`` for ``seed`` (its word forms avoid those of languages 0..index-1)."""
+    """Language ``index`` for ``seed``: a pure function of the two (cached)."""
     if index < 0:
         raise ValueError("language index must be >= 0")
-    taken: set[str] = set()
-    for earlier in range(index):
-        taken |= get_language(earlier, seed).all_forms
-    return Language(index, seed, taken)
+    return _family(seed).get(index)
 
 
 # --------------------------------------------------------------------------------------------------

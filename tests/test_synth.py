@@ -16,6 +16,7 @@ import unicodedata
 import pytest
 
 from langadapt.demo import synth
+from langadapt.errors import UserError
 from tests.conftest import run_cli
 
 WORD = re.compile(r"[^\W\d_]+|\d+")  # letter runs and digit runs; punctuation dropped
@@ -205,7 +206,7 @@ def test_lexicon_and_bilingual_dictionary():
     assert (en["noun:5"], ar["noun:5"]) in pairs and (en["verb:7"], ar["verb:7"]) in pairs
     citation = synth.bilingual_dictionary("en", "ar", inflected=False)
     assert citation == list(dict.fromkeys((en[k], ar[k]) for k in en))
-    with pytest.raises(synth.UserError, match="not one of"):
+    with pytest.raises(UserError, match="not one of"):
         synth.lexicon("fr")
 
 

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
-from langadapt.errors import ConfigError, UserError
+from langadapt.errors import ConfigError
 
 DEFAULT_LANGS = ("en", "de", "ar")
 DEFAULT_VAL_DOCS = 200
@@ -131,7 +131,8 @@ def build_inventory(seed: int) -> Inventory:
     verb_transitive = tuple(rng.random() < 0.6 for _ in range(N_VERBS))
     adj_topic = tuple(rng.randrange(N_TOPICS) for _ in range(N_ADJS))
     topic_things, topic_adjs, topic_verbs = _by_topic(noun_topic), _by_topic(adj_topic), _by_topic(verb_topic)
-    all_things, all_adjs, all_verbs = zipf_sampler(range(N_NOUNS)), zipf_sampler(range(N_ADJS)), zipf_sampler(range(N_VERBS))
+    all_things, all_adjs = zipf_sampler(range(N_NOUNS)), zipf_sampler(range(N_ADJS))
+    all_verbs = zipf_sampler(range(N_VERBS))
 
     def preferred(topic_sampler: Sampler, global_sampler: Sampler, k: int) -> Sampler:
         """k typical partners, mostly from the same topic; the first is the most typical."""
@@ -522,10 +523,11 @@ class _Morphology:
 
     def adjective(self, root) -> dict[tuple, str]:
         stem = _fill(self.adj_t, root) if self.g.templatic else root
+        agrees = self.g.genders > 1 or self.g.templatic
         out = {}
         for gen in range(GENDERS):
             for num in (SG, PL):
-                form = stem + (self.adj_agree[(self.gender(gen), num)] if self.g.genders > 1 or self.g.templatic else "")
+                form = stem + (self.adj_agree[(self.gender(gen), num)] if agrees else "")
                 out[(gen, num, False)] = form
                 out[(gen, num, True)] = self.definite + form
         return out
@@ -701,7 +703,8 @@ class Language:
     def clause_words(self, c: Clause) -> list[str]:
         g = self.grammar
         num, gen = self._agreement(c.subject)
-        subject = [] if c.shared_subject or (g.pro_drop and c.subject.kind == PRON) else self.noun_phrase(c.subject, NOM)
+        dropped = c.shared_subject or (g.pro_drop and c.subject.kind == PRON)
+        subject = [] if dropped else self.noun_phrase(c.subject, NOM)
         neg = [self.func[("neg",)]] if c.negated and (c.verb < 0 or not g.negation_prefix) else []
         if c.verb < 0:  # copular clause: the predicate adjective agrees with the subject
             verb = neg + ([self.func[("cop", c.tense, num)]] if g.copula_present or c.tense != PRES else [])
@@ -732,7 +735,7 @@ class Language:
         return " ".join(words)
 
     def _framed(self, frame: Frame, body: list[str]) -> list[str]:
-        """"S said that BODY" (SVO), "said S that BODY" (VSO), "S BODY that said" (SOV)."""
+        """Reported speech: ``S said that BODY`` (SVO), ``said S that BODY`` (VSO), ``S BODY that said`` (SOV)."""
         num, gen = self._agreement(frame.subject)
         pronoun_dropped = self.grammar.pro_drop and frame.subject.kind == PRON
         subject = [] if pronoun_dropped else self.noun_phrase(frame.subject, NOM)
@@ -746,9 +749,10 @@ class Language:
     # ---- lexicon -----------------------------------------------------------------------------------
 
     def lexicon(self) -> dict[str, str]:
-        """Concept -> citation form: ``noun:12`` (singular, nominative, indefinite), ``verb:3`` (present,
-        singular), ``adj:5``, ``place:7``, and function words ``and``, ``but``, ``because``, ``not``,
-        ``in``, ``he``, ``she``, ``they``."""
+        """Concept -> citation form, the same keys in every language: ``noun:12`` (singular, nominative,
+        indefinite), ``place:7``, ``verb:3`` (present, singular), ``adj:5``, ``frame:0`` (say, think,
+        know), ``adv:4`` (time adverbs, three per tense), and the function words ``and``, ``but``,
+        ``because``, ``not``, ``that``, ``in``, ``he``, ``she``, ``they``."""
         f, out = self.forms, {}
         for i in range(N_NOUNS):
             out[f"noun:{i}"] = f[("noun", i, SG, NOM, False)]
@@ -758,9 +762,14 @@ class Language:
             out[f"verb:{i}"] = f[("verb", i, PRES, SG, 0, False)]
         for i in range(N_ADJS):
             out[f"adj:{i}"] = f[("adj", i, 0, SG, False)]
+        for i in range(FRAME_VERBS):
+            out[f"frame:{i}"] = f[("frame", i, PRES, SG, 0, False)]
+        for i in range(3 * ADVERBS_PER_TENSE):
+            out[f"adv:{i}"] = self.func[("adv", i)]
         for conj in CONJUNCTIONS:
             out[conj] = self.func[("conj", conj)]
         out["not"] = self.func[("neg",)]
+        out["that"] = self.func[("comp",)]
         out["in"] = self.func[("adp",)]
         out["he"], out["she"] = self.func[("pron", SG, 0, NOM)], self.func[("pron", SG, 1, NOM)]
         out["they"] = self.func[("pron", PL, 0, NOM)]
@@ -771,7 +780,8 @@ class Language:
         return {**self.forms, **self.func}
 
     def word_class(self) -> dict[str, str]:
-        """Surface form -> word class (noun, place, verb, adj, art, pron, cop, conj, neg, adp)."""
+        """Surface form -> word class: noun, place, verb, frame (say/think/know), adj, art, pron, cop,
+        conj, neg, comp, adv, adp. Names and numbers are not in it (they are shared, not words of a language)."""
         return {form: key[0] for key, form in self.word_forms().items()}
 
 
@@ -996,12 +1006,14 @@ def _write_lexicon_table(path: Path, labels: list[str], seed: int) -> None:
 
 @dataclass
 class SynthArgs:
+    """Generate seeded synthetic parallel languages."""
+
     out: str
     """Output folder: one sub-folder per language with train.jsonl and val.jsonl, plus lexicon.tsv."""
     langs: str = ",".join(DEFAULT_LANGS)
     """Comma-separated language names (labels; the i-th name gets grammar i), or a count such as 3 (l0, l1, l2)."""
     mb: Optional[float] = None
-    """Approximate MB (10^6 bytes) of train text per language, averaged over languages (default 1 when --docs is not given)."""
+    """Approximate MB (10^6 bytes) of train text per language, averaged over the languages (default 1 without --docs)."""
     docs: Optional[int] = None
     """Number of train documents per language (instead of --mb)."""
     val_docs: int = DEFAULT_VAL_DOCS

@@ -24,6 +24,8 @@ class _Args:
     val_docs: Optional[int] = None
     """First N documents are validation."""
     train: _Inner = field(default_factory=_Inner)
+    overwrite: bool = False
+    """Replace an existing output."""
 
 
 CALLS: list = []
@@ -111,3 +113,14 @@ def test_every_registered_command_builds_its_parser_and_help():
         text = parser.format_help()
         for f in dataclasses.fields(args_cls):
             assert f.name in text, f"{command.words}: option {f.name} missing from --help"
+
+
+def test_bare_bool_flag_and_negation(fake_command):
+    assert run_cli("fake", "cmd", "--input", "x", "--overwrite")[0] == 0
+    assert CALLS[-1].overwrite is True
+    assert run_cli("fake", "cmd", "--overwrite", "--input", "x")[0] == 0
+    assert CALLS[-1].overwrite is True and CALLS[-1].input == "x"
+    assert run_cli("fake", "cmd", "--input", "x", "--overwrite", "false")[0] == 0
+    assert CALLS[-1].overwrite is False
+    assert run_cli("fake", "cmd", "--input", "x", "--no-overwrite")[0] == 0
+    assert CALLS[-1].overwrite is False

@@ -84,6 +84,42 @@ def _normalize_flag(token: str) -> str:
     return "--" + key.replace("-", "_") + eq + value
 
 
+_TRUE_FALSE = {"true", "false", "yes", "no", "1", "0", "on", "off"}
+
+
+def _bool_options(args_cls, prefix: str = "") -> set[str]:
+    """Dotted names of every bool field (nested dataclasses included)."""
+    import dataclasses
+    import typing
+
+    names: set[str] = set()
+    hints = typing.get_type_hints(args_cls)
+    for f in dataclasses.fields(args_cls):
+        hint = hints.get(f.name, f.type)
+        if hint is bool or hint == typing.Optional[bool]:
+            names.add(prefix + f.name)
+        elif dataclasses.is_dataclass(hint):
+            names |= _bool_options(hint, prefix + f.name + ".")
+    return names
+
+
+def _expand_bool_flags(argv: list[str], bools: set[str]) -> list[str]:
+    """A bare ``--overwrite`` means ``--overwrite=true``; ``--no-overwrite`` means ``=false``."""
+    out: list[str] = []
+    for i, token in enumerate(argv):
+        if token.startswith("--") and "=" not in token:
+            key = token[2:]
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            if key in bools and (following is None or following.lower() not in _TRUE_FALSE):
+                out.append(f"--{key}=true")
+                continue
+            if key.startswith("no_") and key[3:] in bools:
+                out.append(f"--{key[3:]}=false")
+                continue
+        out.append(token)
+    return out
+
+
 def _dash_help(text: str) -> str:
     return re.sub(r"--[A-Za-z0-9_.]+", lambda m: m.group(0).replace("_", "-"), text)
 
@@ -151,7 +187,7 @@ def parse(command: Command, argv: list[str]):
     import argparse
 
     parser, args_cls = build_parser(command)
-    argv = [_normalize_flag(a) for a in argv]
+    argv = _expand_bool_flags([_normalize_flag(a) for a in argv], _bool_options(args_cls))
     if any(a in ("-h", "--help") for a in argv):
         print(_dash_help(parser.format_help()))
         raise SystemExit(0)

@@ -178,3 +178,21 @@ def test_dense_weights_warn_about_ill_conditioned_rows(tokenizers, helper, capsy
     assert report["details"]["ill_conditioned"] > 0
     assert "ill_conditioned_examples" in report["details"]
     assert "warning: clp --clp-weights dense" in capsys.readouterr().err
+
+
+def test_roberta_needs_a_target_pad_token_with_room_for_positions(tokenizers):
+    from langadapt.errors import ConfigError
+
+    source_tok, _ = tokenizers
+    no_pad = byte_level_bpe(source_and_target_texts()[1], 300, specials=("<s>", "</s>", "<unk>"),
+                            roles={"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+    with pytest.raises(ConfigError, match="no pad token"):
+        transfer_model(tiny_model("roberta", len(source_tok)), source_tok, no_pad, "mean")
+    late_pad = byte_level_bpe(source_and_target_texts()[1], 300, specials=("<s>", "</s>", "<unk>"),
+                              roles={"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+    late_pad.add_special_tokens({"pad_token": "<pad>"})  # id 300: beyond the 80 position rows
+    with pytest.raises(ConfigError, match="position rows"):
+        transfer_model(tiny_model("roberta", len(source_tok)), source_tok, late_pad, "mean")
+    # A model without pad-based positions does not care.
+    model, _ = transfer_model(tiny_model("llama", len(source_tok)), source_tok, no_pad, "mean")
+    assert model.config.pad_token_id is None

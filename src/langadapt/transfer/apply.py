@@ -230,19 +230,30 @@ def _padding_position_embeddings(model):
     return None
 
 
+def check_padding_positions(model, new_pad: int | None) -> None:
+    """RoBERTa-style position ids start at ``pad_token_id + 1``: the new pad id must exist and leave room."""
+    embeddings = _padding_position_embeddings(model)
+    if embeddings is None or embeddings.padding_idx is None:
+        return
+    if new_pad is None:
+        raise ConfigError("this model (RoBERTa-style) numbers positions from its pad token, but the target tokenizer "
+                          "has no pad token; add one to the target tokenizer (e.g. '<pad>') and retry")
+    rows = embeddings.position_embeddings.weight.shape[0]
+    if new_pad + 2 > rows or rows - max(embeddings.padding_idx, new_pad) - 1 < (rows - embeddings.padding_idx - 1) // 2:
+        raise ConfigError(f"this model (RoBERTa-style) numbers positions from pad id + 1, and the target tokenizer's pad "
+                          f"id {new_pad} would leave too few of its {rows} position rows; give the target tokenizer a "
+                          f"pad token with a small id (the source uses {embeddings.padding_idx})")
+
+
 @torch.no_grad()
 def realign_padding_positions(model, new_pad: int | None) -> dict:
     """RoBERTa/XLM-R number positions from ``pad_token_id + 1``: when the pad id changes, shift the
     position-embedding rows so every real position keeps its trained row. Returns report details."""
+    check_padding_positions(model, new_pad)
     embeddings = _padding_position_embeddings(model)
-    if embeddings is None:
+    if embeddings is None or embeddings.padding_idx is None or embeddings.padding_idx == new_pad:
         return {}
     old_pad = embeddings.padding_idx
-    if new_pad is None:
-        raise ConfigError("this model (RoBERTa-style) numbers positions from its pad token, but the target tokenizer "
-                          "has no pad token; add one to the target tokenizer (e.g. '<pad>') and retry")
-    if old_pad is None or old_pad == new_pad:
-        return {}
     weight = embeddings.position_embeddings.weight
     n = weight.shape[0]
     usable = n - max(old_pad, new_pad) - 1  # real positions that exist in both numberings
@@ -253,7 +264,8 @@ def realign_padding_positions(model, new_pad: int | None) -> dict:
     embeddings.padding_idx = new_pad
     embeddings.position_embeddings.padding_idx = new_pad
     model.get_input_embeddings().padding_idx = new_pad
-    return {"position_offset_moved": [old_pad + 1, new_pad + 1], "usable_positions": usable}
+    return {"position_offset_moved": [old_pad + 1, new_pad + 1], "usable_positions": usable,
+            "usable_positions_before": n - old_pad - 1}
 
 
 @torch.no_grad()
@@ -330,8 +342,7 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
                              getattr(helper_model, "name_or_path", "") or "helper model")
         helper_embeddings = helper_model.get_input_embeddings().weight.detach().float()
 
-    if _padding_position_embeddings(model) is not None and target_tokenizer.pad_token_id is None:
-        realign_padding_positions(model, None)  # raises: RoBERTa-style positions need a pad token
+    check_padding_positions(model, target_tokenizer.pad_token_id)
     names, matrices = source_matrices(model, len(source_tokenizer))
     method_started = time.perf_counter()
     result, overlap = run_method(method, source_tokenizer, target_tokenizer, matrices, config=model.config,
@@ -358,6 +369,9 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
     swap_matrices(model, names, result.matrices)
     positions = realign_padding_positions(model, target_tokenizer.pad_token_id)
     set_special_token_ids(model, target_tokenizer)
+    if positions and positions["usable_positions"] < positions["usable_positions_before"]:
+        info(f"warning: the new pad id moves RoBERTa-style position ids; the model now takes sequences of at most "
+             f"{positions['usable_positions']} tokens (was {positions['usable_positions_before']})")
 
     target_tokens = target_tokenizer.convert_ids_to_tokens(list(range(n_target)))
     counts = {name: int((result.origin == code).sum()) for code, name in ORIGIN_NAMES.items()}

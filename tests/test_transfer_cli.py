@@ -132,7 +132,8 @@ def test_cli_baseline_options_reach_the_method(dirs):
     report = json.loads((out / "transfer_report.json").read_text())
     assert report["counts"]["copied"] == report["overlap"]["pairs"] > 0
     weight = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight.detach()
-    drawn = weight[[i for i in range(weight.shape[0]) if i not in set(report_copied_ids(dirs))]]
+    copied = set(report_copied_ids(dirs))
+    drawn = weight[[i for i in range(weight.shape[0]) if i not in copied]]
     assert abs(float(drawn.std()) / 0.5 - 1) < 0.05
 
 

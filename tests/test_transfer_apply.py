@@ -196,3 +196,12 @@ def test_roberta_needs_a_target_pad_token_with_room_for_positions(tokenizers):
     # A model without pad-based positions does not care.
     model, _ = transfer_model(tiny_model("llama", len(source_tok)), source_tok, no_pad, "mean")
     assert model.config.pad_token_id is None
+
+
+def test_python_api_rejects_misspelled_inputs(tokenizers):
+    from langadapt.errors import ConfigError
+
+    source_tok, target_tok = tokenizers
+    with pytest.raises(ConfigError, match="did you mean 'clp_top_k'"):
+        transfer_model(tiny_model("gpt2", len(source_tok)), source_tok, target_tok, "clp", helper_model=None,
+                       clp_topk=5)

@@ -83,6 +83,8 @@ BAD = {
     "wechsel without dictionary": lambda d: ["--method", "wechsel", "--source-model", str(d / "source"),
                                              "--target-tokenizer", str(d / "target-tok"),
                                              "--source-fasttext", "a.bin", "--target-fasttext", "b.bin"],
+    "zero top-k": lambda d: ["--method", "clp", "--source-model", str(d / "source"),
+                             "--helper-model", str(d / "helper"), "--clp-top-k", "0"],
     "input of another method": lambda d: ["--method", "fvt", "--source-model", str(d / "source"),
                                           "--target-tokenizer", str(d / "target-tok"), "--corpus", "x.txt"],
 }
@@ -93,7 +95,7 @@ EXPECTED_WORDS = {
     "source model not found": "model '", "target tokenizer not found": "tokenizer '",
     "missing target tokenizer": "--target-tokenizer", "bad clp weights": "--clp-weights",
     "focus without fasttext or corpus": "--fasttext-model", "wechsel without dictionary": "--dictionary",
-    "input of another method": "--corpus",
+    "input of another method": "--corpus", "zero top-k": "--clp-top-k",
 }
 
 

@@ -40,6 +40,9 @@ REQUIRED_INPUTS = {
     "focus": (("fasttext_model", "corpus"),),  # one of them
     "wechsel": (("source_fasttext",), ("target_fasttext",), ("dictionary",)),
 }
+# Every method input the apply step knows (besides the above): anything else is a typo.
+DEFAULTED_INPUTS = ("clp_weights", "clp_top_k", "clp_temperature", "text_field", "wechsel_k",
+                    "wechsel_temperature", "copy_overlap")
 EXAMPLES_PER_ORIGIN = 10
 
 
@@ -58,6 +61,12 @@ class MethodResult:
     details: dict = field(default_factory=dict)
 
 
+def _value(inputs: dict, name: str, default):
+    """``inputs[name]`` unless missing or None (0 stays 0)."""
+    value = inputs.get(name)
+    return default if value is None else value
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -68,6 +77,12 @@ def check_method_inputs(method: str, inputs: dict) -> None:
         close = difflib.get_close_matches(str(method), METHODS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"unknown transfer method '{method}'{hint}; use one of {', '.join(METHODS)}")
+    unknown = set(inputs) - set(OPTIONAL_INPUTS) - set(DEFAULTED_INPUTS)
+    if unknown:
+        name = sorted(unknown)[0]
+        close = difflib.get_close_matches(name, [*OPTIONAL_INPUTS, *DEFAULTED_INPUTS], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown transfer input '{name}'{hint}")
     for alternatives in REQUIRED_INPUTS.get(method, ()):
         if not any(inputs.get(name) for name in alternatives):
             wanted = " or ".join(_flag(a) for a in alternatives)
@@ -77,13 +92,19 @@ def check_method_inputs(method: str, inputs: dict) -> None:
             raise ConfigError(f"{_flag(name)} is used by method {' / '.join(methods)}, not by '{method}'; "
                               "remove it or choose that method")
     if method == "clp":
-        from langadapt.transfer.clp import CLP_WEIGHTS
+        from langadapt.transfer.clp import CLP_WEIGHTS, DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_WEIGHTS
 
-        weights = inputs.get("clp_weights") or "topk"
+        weights = _value(inputs, "clp_weights", DEFAULT_WEIGHTS)
         if weights not in CLP_WEIGHTS:
             raise ConfigError(f"unknown --clp-weights '{weights}'; use one of {', '.join(CLP_WEIGHTS)}")
-        if int(inputs.get("clp_top_k") or 10) < 1 or float(inputs.get("clp_temperature") or 0.1) <= 0:
+        if int(_value(inputs, "clp_top_k", DEFAULT_TOP_K)) < 1 or \
+                float(_value(inputs, "clp_temperature", DEFAULT_TEMPERATURE)) <= 0:
             raise ConfigError("--clp-top-k must be >= 1 and --clp-temperature > 0")
+    if method == "wechsel" and (int(_value(inputs, "wechsel_k", 10)) < 1
+                                or float(_value(inputs, "wechsel_temperature", 0.1)) <= 0):
+        raise ConfigError("--wechsel-k must be >= 1 and --wechsel-temperature > 0")
+    if method == "random" and inputs.get("random_std") is not None and float(inputs["random_std"]) <= 0:
+        raise ConfigError("--random-std must be > 0")
 
 
 # ---- source matrices --------------------------------------------------------------------------------
@@ -170,9 +191,9 @@ def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[t
 
         result = clp_combine(
             matrices, helper_embeddings[:n_target], overlap.target_ids, overlap.source_ids,
-            weights=inputs.get("clp_weights") or DEFAULT_WEIGHTS,
-            top_k=int(inputs.get("clp_top_k") or DEFAULT_TOP_K),
-            temperature=float(inputs.get("clp_temperature") or DEFAULT_TEMPERATURE),
+            weights=_value(inputs, "clp_weights", DEFAULT_WEIGHTS),
+            top_k=int(_value(inputs, "clp_top_k", DEFAULT_TOP_K)),
+            temperature=float(_value(inputs, "clp_temperature", DEFAULT_TEMPERATURE)),
             progress=lambda it: progress(it, desc="clp", unit="block"))
         return result, overlap
     if method == "focus":
@@ -180,7 +201,7 @@ def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[t
 
         result = focus_from_inputs(source_tokenizer, target_tokenizer, matrices, overlap,
                                    fasttext_model=inputs.get("fasttext_model"), corpus=inputs.get("corpus"),
-                                   text_field=inputs.get("text_field") or "text", seed=seed)
+                                   text_field=_value(inputs, "text_field", "text"), seed=seed)
         return result, overlap
     if method == "wechsel":
         from langadapt.transfer.wechsel import wechsel_from_inputs
@@ -188,8 +209,8 @@ def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[t
         result = wechsel_from_inputs(source_tokenizer, target_tokenizer, matrices,
                                      source_fasttext=inputs["source_fasttext"],
                                      target_fasttext=inputs["target_fasttext"],
-                                     dictionary=inputs["dictionary"], k=int(inputs.get("wechsel_k") or 10),
-                                     temperature=float(inputs.get("wechsel_temperature") or 0.1), seed=seed)
+                                     dictionary=inputs["dictionary"], k=int(_value(inputs, "wechsel_k", 10)),
+                                     temperature=float(_value(inputs, "wechsel_temperature", 0.1)), seed=seed)
         return result, overlap
     check_method_inputs(method, inputs)  # raises for an unknown method
     raise AssertionError(method)

@@ -16,6 +16,7 @@ and prints both times, the ratio, and the parity of the two outputs on the rows 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import time
@@ -40,11 +41,11 @@ def write_corpora(root: Path, n_sentences: int, n_words: int) -> tuple[Path, Pat
     rng = random.Random(0)
     words = lexicon(n_words, rng)
     target_words = [w if r % 3 == 0 else w.translate(SHIFT) for r, w in enumerate(words)]
-    weights = [1.0 / (r + 10) for r in range(n_words)]
+    cum_weights = list(itertools.accumulate(1.0 / (r + 10) for r in range(n_words)))
     source_path, target_path = root / "source.txt", root / "target.txt"
     with open(source_path, "w") as source, open(target_path, "w") as target:
         for _ in range(n_sentences):
-            ranks = rng.choices(range(n_words), weights=weights, k=rng.randint(5, 25))
+            ranks = rng.choices(range(n_words), cum_weights=cum_weights, k=rng.randint(5, 25))
             source.write(" ".join(words[r] for r in ranks) + " .\n")
             target.write(" ".join(target_words[r] for r in ranks) + " .\n")
     return source_path, target_path

@@ -74,33 +74,33 @@ def train_bpe(texts: list[str], vocab_size: int, byte_level: bool = True):
 
 
 def train_fasttext_bin(lines: list[str], out: Path, *, dim: int = 16, min_count: int = 1, minn: int = 2,
-                       maxn: int = 4, seed: int | None = 0) -> Path:
+                       maxn: int = 4, seed: int = 0) -> Path:
     """A tiny fastText model over the space-separated units of ``lines``, saved as ``out``.
 
     fastText learns almost nothing from a few thousand synthetic sentences (its vectors come out nearly
     collinear, cosines ~0.9999), which would make neighbour choices and sparsemax supports degenerate.
-    So the model is trained for one epoch to get a real dictionary and n-gram buckets, and then (unless
-    ``seed`` is None) its input matrix is replaced by seeded gaussian rows: word vectors are still
-    fastText's own word + n-gram averages, with well spread cosines.
+    So the model is "trained" for one epoch with learning rate 0 (to get a real dictionary and n-gram
+    buckets; updates would be discarded anyway, and fastText 0.9.3 sporadically fails with "Encountered
+    NaN" when it does update on tiny corpora), and then its input matrix is replaced by seeded gaussian
+    rows: word vectors are still fastText's own word + n-gram averages, with well spread cosines.
     """
     import fasttext
     import numpy as np
 
     text = out.with_suffix(".train.txt")
     text.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for attempt in range(3):  # fastText sporadically reports "Encountered NaN" on tiny corpora
+    for attempt in range(5):
         try:
-            ft = fasttext.train_unsupervised(str(text), model="cbow", dim=dim, epoch=1, minCount=min_count,
+            ft = fasttext.train_unsupervised(str(text), model="cbow", dim=dim, epoch=1, lr=0.0, minCount=min_count,
                                              minn=minn, maxn=maxn, neg=10, t=1e-3, bucket=20_000, thread=1,
                                              verbose=0)
             break
         except RuntimeError:
-            if attempt == 2:
+            if attempt == 4:
                 raise
-    if seed is not None:
-        rows = ft.get_input_matrix().shape[0]
-        ft.set_matrices(np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32),
-                        ft.get_output_matrix())
+    rows = ft.get_input_matrix().shape[0]
+    ft.set_matrices(np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32),
+                    ft.get_output_matrix())
     ft.save_model(str(out))
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,7 +13,7 @@ from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALL
 from langadapt.transfer.focus import focus_combine, focus_from_inputs, focus_weights
 from langadapt.transfer.sparsemax import sparsemax, sparsemax_topk
 from tests.conftest import run_cli
-from tests.helpers_fasttext import build_world, deepfocus_overlap, make_overlap, tokenized_lines
+from tests.helpers_fasttext import build_world, deepfocus_overlap, make_overlap, tokenized_lines, train_fasttext_bin
 
 RTOL = 1e-5
 
@@ -274,8 +275,9 @@ def cli_dirs(tmp_path_factory):
 
     world = build_world(tmp_path_factory.mktemp("focus-cli"), byte_level=True, n_sentences=600)
     root = tmp_path_factory.mktemp("focus-cli-dirs")
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(world.source_tokenizer), n_embd=16, n_layer=1, n_head=2,
-                                       n_positions=32))
+    tok = world.source_tokenizer
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=32,
+                                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
     model.save_pretrained(root / "source")
     world.source_tokenizer.save_pretrained(root / "source")
     world.target_tokenizer.save_pretrained(root / "target-tok")
@@ -310,3 +312,26 @@ def test_cli_focus_writes_a_model(cli_dirs):
 
     model = AutoModelForCausalLM.from_pretrained(root / "out")
     assert model.get_input_embeddings().weight.shape[0] == len(world.target_tokenizer)
+
+
+# ------------------------------------------------------------------------------ fastText .bin reader
+
+
+@pytest.mark.parametrize("minn,maxn", [(3, 6), (2, 4), (1, 3), (0, 0)])
+def test_fasttext_bin_reader_equals_fasttext_bitwise(tmp_path, minn, maxn):
+    """Our memory-mapped reader gives exactly fastText's get_word_vector / get_word_id / words."""
+    import fasttext
+
+    from langadapt.transfer.fasttext_utils import load_fasttext
+
+    lines = ["le café était très bon", "naïve façade 東京 タワー 🙂 ok", "der größte Fluß", "a b c d e"] * 30
+    path = train_fasttext_bin(lines, tmp_path / "m.bin", dim=8, minn=minn, maxn=maxn, seed=7)
+    reference = fasttext.load_model(str(path))
+    ours = load_fasttext(path)
+
+    assert ours.words == reference.get_words() and ours.get_dimension() == 8
+    probes = reference.get_words() + ["", "<", ">", "<>", "</s>", "x", "cafés", "東", "東京タワー", "🙂🙂", "Fluss",
+                                      "ñandú", "\u00e9t\u00e9", "a b", "ABCDEFGHIJ" * 3]
+    expected = np.stack([reference.get_word_vector(w) for w in probes])
+    np.testing.assert_array_equal(ours.vectors(probes), expected)
+    assert [ours.get_word_id(w) for w in probes] == [reference.get_word_id(w) for w in probes]

@@ -4,6 +4,7 @@ model on a tokenized corpus, and look up vectors for a list of tokens or words."
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -21,10 +22,129 @@ FOCUS_FASTTEXT_MIN_COUNT = 10
 FOCUS_FASTTEXT_NEG = 10
 
 
-def load_fasttext(path: str | os.PathLike, what: str = "fastText model"):
-    """Load a fastText ``.bin`` model; ``InputError`` (one line) when missing, invalid or truncated."""
-    import fasttext
+_MAGIC, _MAX_VERSION = 793712314, 12
+_HEADER = struct.Struct("<12id")  # Args::save: dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate t
+_EOS = b"</s>"
 
+
+class FastTextBin:
+    """Read-only word and subword vectors of an unquantized fastText ``.bin`` file.
+
+    Only the dictionary is parsed; the input matrix is memory-mapped, so opening a 7 GB ``cc.*.300.bin``
+    takes a second and only the rows of the words asked for are read. Vectors are computed exactly as
+    fastText's ``get_word_vector`` computes them (word row + hashed character n-gram rows, summed in the
+    same order in float32, times 1/count) and are bitwise equal to it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as f:
+            magic, version = struct.unpack("<2i", f.read(8))
+            if magic != _MAGIC or not 0 < version <= _MAX_VERSION:
+                raise ValueError("not a fastText .bin file (bad magic number or version)")
+            fields = _HEADER.unpack(f.read(_HEADER.size))
+            self.dim, self.bucket, self.minn, self.maxn = fields[0], fields[8], fields[9], fields[10]
+            if version == 11 and fields[7] == 3:  # old supervised models ignore n-grams
+                self.maxn = 0
+            size, self.nwords, _ = struct.unpack("<3i", f.read(12))
+            _ntokens, prune_size = struct.unpack("<2q", f.read(16))
+            if prune_size > 0:
+                raise ValueError("pruned (quantized) model")
+            words: list[bytes] = []
+            buffer = f.read(1 << 20)
+            pos = 0
+            for _ in range(size):  # entries: word bytes, NUL, int64 count, int8 type
+                end = buffer.find(b"\0", pos)
+                while end < 0 or end + 10 > len(buffer):
+                    more = f.read(1 << 20)
+                    if not more:
+                        raise ValueError("file ends inside the dictionary")
+                    buffer, pos = buffer[pos:] + more, 0
+                    end = buffer.find(b"\0", pos)
+                words.append(buffer[pos:end])
+                pos = end + 10
+            offset = f.tell() - len(buffer) + pos
+            f.seek(offset)
+            quantized = f.read(1)
+            if quantized != b"\0":
+                raise ValueError("quantized model")
+            rows, cols = struct.unpack("<2q", f.read(16))
+            offset += 17
+        if cols != self.dim or rows != self.nwords + self.bucket:
+            raise ValueError(f"input matrix is {rows} x {cols}, expected {self.nwords + self.bucket} x {self.dim}")
+        if path.stat().st_size < offset + 4 * rows * cols:
+            raise EOFError(f"{path.stat().st_size:,} bytes, its header describes a {rows:,} x {cols} matrix")
+        self.matrix = np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=(rows, cols))
+        self._ids = {w: i for i, w in enumerate(words[: self.nwords])}
+        self.words = [w.decode("utf-8", errors="replace") for w in words[: self.nwords]]
+        self._ngram_cache: dict[bytes, int] = {}
+        self._projection: np.ndarray | None = None
+
+    def get_dimension(self) -> int:
+        return self.dim if self._projection is None else self._projection.shape[1]
+
+    def get_word_id(self, word: str) -> int:
+        return self._ids.get(word.encode("utf-8"), -1)
+
+    def _ngram_row(self, ngram: bytes) -> int:
+        row = self._ngram_cache.get(ngram)
+        if row is None:
+            h = 2166136261  # 32-bit FNV-1a over *signed* chars, as fastText hashes
+            for byte in ngram:
+                h = ((h ^ (byte if byte < 128 else byte | 0xFFFFFF00)) * 16777619) & 0xFFFFFFFF
+            row = self._ngram_cache[ngram] = self.nwords + h % self.bucket
+        return row
+
+    def subword_rows(self, word: str) -> list[int]:
+        """Rows fastText averages for ``word``: its own row if in the vocabulary, then its n-gram rows."""
+        data = word.encode("utf-8")
+        wid = self._ids.get(data, -1)
+        rows = [wid] if wid >= 0 else []
+        if data == _EOS or self.maxn <= 0 or self.bucket <= 0:
+            return rows
+        padded = b"<" + data + b">"
+        # character starts (skip UTF-8 continuation bytes), as Dictionary::computeSubwords walks them
+        starts = [i for i, byte in enumerate(padded) if byte & 0xC0 != 0x80] + [len(padded)]
+        for a in range(len(starts) - 1):
+            for n in range(max(1, self.minn), self.maxn + 1):
+                if a + n >= len(starts):
+                    break
+                if n == 1 and (a == 0 or a + n == len(starts) - 1):
+                    continue  # single "<" or ">" is not an n-gram
+                rows.append(self._ngram_row(padded[starts[a]:starts[a + n]]))
+        return rows
+
+    def vectors(self, words: Sequence[str]) -> np.ndarray:
+        """float32 [len(words), dim]: fastText's vector of each string (zeros when it has no row at all)."""
+        row_lists = [self.subword_rows(w) for w in words]
+        width = max((len(r) for r in row_lists), default=0)
+        unique = sorted({r for rows in row_lists for r in rows})
+        table = np.zeros((len(unique) + 1, self.dim), dtype=np.float32)  # last row: zeros for padding
+        if unique:
+            table[:-1] = self.matrix[unique]
+        local = {r: i for i, r in enumerate(unique)}
+        index = np.full((len(words), width), len(unique), dtype=np.int64)
+        for i, rows in enumerate(row_lists):
+            index[i, : len(rows)] = [local[r] for r in rows]
+        out = np.zeros((len(words), self.dim), dtype=np.float32)
+        for j in range(width):  # left-to-right float32 sums, like Vector::addRow
+            out += table[index[:, j]]
+        counts = np.array([len(r) for r in row_lists], dtype=np.float64)
+        scale = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0).astype(np.float32)
+        out *= scale[:, None]
+        return out if self._projection is None else out @ self._projection
+
+    def reduce_dimension(self, dim: int) -> None:
+        """Project vectors to ``dim`` dimensions like ``fasttext.util.reduce_model`` (PCA of the first
+        100,000 input rows, eigenvectors in numpy's order)."""
+        sample = np.asarray(self.matrix[:100_000], dtype=np.float32)
+        centered = sample - sample.mean(axis=0, dtype=np.float32)
+        covariance = np.divide(centered.T @ centered, centered.shape[0] - 1, dtype=np.float32)
+        _, eigenvectors = np.linalg.eig(covariance)
+        self._projection = np.real(eigenvectors[:, :dim]).astype(np.float32)
+
+
+def load_fasttext(path: str | os.PathLike, what: str = "fastText model") -> FastTextBin:
+    """Open a fastText ``.bin`` model; ``InputError`` (one line) when missing, invalid, truncated or quantized."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} '{path}' does not exist; give the path of a fastText .bin model file")
@@ -32,41 +152,29 @@ def load_fasttext(path: str | os.PathLike, what: str = "fastText model"):
         raise InputError(f"{what} '{path}' is a text vector file; give the binary .bin model (it has the subword "
                          "information these methods need)")
     try:
-        model = fasttext.load_model(str(path))
-    except (ValueError, RuntimeError, MemoryError) as err:
-        raise InputError(f"{what} '{path}' is not a valid fastText .bin model ({err}); give a file saved by "
-                         "fastText's save_model") from None
-    # fastText silently fills a truncated file with zeros: check the size against the input matrix.
-    if not model.is_quantized():
-        rows, dim = model.get_input_matrix().shape
-        if path.stat().st_size < 4 * rows * dim:
-            raise InputError(f"{what} '{path}' is truncated ({path.stat().st_size:,} bytes, its header describes a "
-                             f"{rows:,} x {dim} matrix); re-download or re-train it")
-    return model
+        return FastTextBin(path)
+    except EOFError as err:
+        raise InputError(f"{what} '{path}' is truncated ({err}); re-download or re-train it") from None
+    except (ValueError, struct.error, UnicodeDecodeError, MemoryError) as err:
+        raise InputError(f"{what} '{path}' is not a valid fastText .bin model ({err}); give an unquantized model "
+                         "saved by fastText's save_model") from None
 
 
-def word_vectors(model, words: Sequence[str]) -> torch.Tensor:
+def word_vectors(model: FastTextBin, words: Sequence[str]) -> torch.Tensor:
     """fastText vectors [len(words), dim] (float32) composed from words and character n-grams.
 
     A string without any known word or n-gram gets a zero vector (fastText's own behaviour).
-    Duplicate strings are looked up once.
     """
-    unique = {w: i for i, w in enumerate(dict.fromkeys(words))}
-    table = np.zeros((len(unique), model.get_dimension()), dtype=np.float32)
-    for word, i in unique.items():
-        table[i] = model.get_word_vector(word)
-    index = torch.tensor([unique[w] for w in words], dtype=torch.long)
-    return torch.from_numpy(table)[index]
+    return torch.from_numpy(model.vectors(list(words)))
 
 
-def token_vectors(model, tokens: Sequence[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
+def token_vectors(model: FastTextBin, tokens: Sequence[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectors of tokens *in the model's vocabulary* and a mask of which tokens have one.
 
     As in FOCUS, a token has a vector when it is a word of the token-level model and its vector is
     not all zeros; every other token gets a zero row and ``False``.
     """
-    vocab = set(model.get_words(on_unicode_error="replace"))
-    has = torch.tensor([t is not None and t in vocab for t in tokens], dtype=torch.bool)
+    has = torch.tensor([t is not None and model.get_word_id(t) >= 0 for t in tokens], dtype=torch.bool)
     vectors = torch.zeros(len(tokens), model.get_dimension())
     known = has.nonzero().squeeze(-1).tolist()
     if known:
@@ -107,28 +215,41 @@ def train_token_fasttext(
     save_to: str | os.PathLike | None = None,
     **fasttext_kwargs,
 ):
-    """Train a CBOW fastText model over the target tokenizer's tokens (FOCUS's auxiliary embeddings)."""
+    """Train a CBOW fastText model over the target tokenizer's tokens (FOCUS's auxiliary embeddings).
+
+    The model is saved to ``save_to`` (or a temporary file that lives as long as the returned object)
+    and returned opened as a ``FastTextBin``.
+    """
     import fasttext
 
-    with tempfile.TemporaryDirectory(prefix="langadapt-fasttext-") as tmp:
-        corpus = Path(tmp) / "tokens.txt"
-        n_docs = write_tokenized_corpus(documents, tokenizer, corpus)
-        if n_docs == 0:
-            raise InputError("the --corpus for FOCUS holds no documents; give a non-empty target-language corpus")
-        info(f"Training fastText (cbow, dim={dim}, epochs={epochs}, minCount={min_count}) on {n_docs:,} documents")
-        model = None
-        for attempt in range(3):
-            try:
-                model = fasttext.train_unsupervised(
-                    str(corpus), model="cbow", dim=dim, epoch=epochs, minCount=min_count, neg=FOCUS_FASTTEXT_NEG,
-                    thread=threads or os.cpu_count() or 1, verbose=0, **fasttext_kwargs)
-                break
-            except ValueError as err:  # e.g. "Empty vocabulary. Try a smaller -minCount value."
-                raise InputError(f"fastText training on the FOCUS corpus failed: {err}") from None
-            except RuntimeError as err:  # "Encountered NaN.": diverged, or fastText's sporadic failure on tiny corpora
-                if attempt == 2:
-                    raise InputError(f"fastText training on the FOCUS corpus failed three times ({err}); use a larger "
-                                     "corpus or a smaller learning rate") from None
-    if save_to is not None:
-        model.save_model(str(save_to))
-    return model
+    tmp = tempfile.TemporaryDirectory(prefix="langadapt-fasttext-")
+    corpus = Path(tmp.name) / "tokens.txt"
+    n_docs = write_tokenized_corpus(documents, tokenizer, corpus)
+    if n_docs == 0:
+        tmp.cleanup()
+        raise InputError("the --corpus for FOCUS holds no documents; give a non-empty target-language corpus")
+    info(f"Training fastText (cbow, dim={dim}, epochs={epochs}, minCount={min_count}) on {n_docs:,} documents")
+    model = None
+    for attempt in range(3):
+        try:
+            model = fasttext.train_unsupervised(
+                str(corpus), model="cbow", dim=dim, epoch=epochs, minCount=min_count, neg=FOCUS_FASTTEXT_NEG,
+                thread=threads or os.cpu_count() or 1, verbose=0, **fasttext_kwargs)
+            break
+        except ValueError as err:  # e.g. "Empty vocabulary. Try a smaller -minCount value."
+            tmp.cleanup()
+            raise InputError(f"fastText training on the FOCUS corpus failed: {err}") from None
+        except RuntimeError as err:  # "Encountered NaN.": diverged, or fastText's sporadic failure on tiny corpora
+            if attempt == 2:
+                tmp.cleanup()
+                raise InputError(f"fastText training on the FOCUS corpus failed three times ({err}); use a larger "
+                                 "corpus or a smaller learning rate") from None
+    corpus.unlink()
+    path = Path(save_to) if save_to is not None else Path(tmp.name) / "tokens.bin"
+    model.save_model(str(path))
+    opened = FastTextBin(path)
+    if save_to is None:
+        opened._keep_alive = tmp  # the temporary file goes when the model does
+    else:
+        tmp.cleanup()
+    return opened

@@ -166,7 +166,7 @@ def focus_from_inputs(
         raise InputError("FOCUS: no target-tokenizer token is in the fastText model's vocabulary; the model must be "
                          "trained on text tokenized with the target tokenizer (or pass --corpus to train one)")
     result = focus_combine(source_matrices, vectors, has_vector, overlap.target_ids, overlap.source_ids)
-    result.details.update(origin_note, fasttext_vocab=len(model.get_words(on_unicode_error="replace")),
+    result.details.update(origin_note, fasttext_vocab=len(model.words),
                           fasttext_dim_used=model.get_dimension(), seed=seed,
                           seconds=round(time.perf_counter() - started, 3))
     return result

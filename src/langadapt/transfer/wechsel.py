@@ -192,14 +192,13 @@ def shared_special_tokens(source_tokenizer, target_tokenizer) -> tuple[torch.Ten
 
 
 def _match_dimensions(source_model, target_model) -> None:
-    """Reduce the larger model to the smaller dimension with fastText's PCA (the reference's intent)."""
-    import fasttext.util
-
+    """Reduce the larger model to the smaller dimension by PCA, as fasttext.util.reduce_model does
+    (the reference means to, but reduces the source model in both branches)."""
     dim = min(source_model.get_dimension(), target_model.get_dimension())
     for model in (source_model, target_model):
         if model.get_dimension() != dim:
             info(f"WECHSEL: reducing a fastText model from {model.get_dimension()} to {dim} dimensions (PCA)")
-            fasttext.util.reduce_model(model, dim)
+            model.reduce_dimension(dim)
 
 
 def wechsel_from_inputs(

@@ -1,0 +1,198 @@
+"""Language mixtures: several stores sampled per block by explicit, proportional, uniform or α-smoothed
+probabilities, stage schedules (xling-imbalance ``0.1_0.9_0.5_0.5``), and cloned languages.
+
+A clone of a base language maps a seeded fraction of its token ids to new ids above the vocabulary:
+clone ``l`` (1..num_clones) sends a chosen id ``i`` to ``i + l * V`` (V = base vocabulary size), so the
+model needs ``V * (1 + num_clones)`` ids. BOS/EOS/padding are never cloned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig, collate
+from langadapt.data.store import StoreSplit
+from langadapt.errors import ConfigError
+
+Probabilities = Mapping[str, float]
+
+
+@dataclass
+class CloneConfig:
+    num_clones: int = 1
+    """How many clones of the base language."""
+    frac_clone: float = 1.0
+    """Fraction of token ids a clone maps to new ids, in [0, 1]."""
+    p_clone: float = 0.5
+    """Probability that a block of the base language is drawn from one of its clones instead."""
+    seed: int = 0
+    """Seed choosing the cloned ids."""
+    base: str | None = None
+    """Language to clone (default: the first)."""
+
+
+def parse_probabilities(spec: str | Probabilities, languages: Sequence[str]) -> dict[str, float]:
+    """``{"de": 0.7, "en": 0.3}`` or ``"de:0.7,en:0.3"`` -> validated dict over ``languages``."""
+    if isinstance(spec, str):
+        probs = {}
+        for item in spec.split(","):
+            name, sep, value = item.partition(":")
+            if not sep:
+                raise ConfigError(f"cannot read probabilities '{spec}'; write lang:p,lang:p (e.g. de:0.7,en:0.3)")
+            try:
+                probs[name.strip()] = float(value)
+            except ValueError:
+                raise ConfigError(f"probability of '{name.strip()}' is not a number: '{value}'") from None
+    else:
+        probs = {str(k): float(v) for k, v in spec.items()}
+    unknown = sorted(set(probs) - set(languages))
+    if unknown:
+        raise ConfigError(f"probabilities name unknown language(s) {', '.join(unknown)}; languages: {', '.join(languages)}")
+    if any(p < 0 for p in probs.values()):
+        raise ConfigError(f"probabilities must be >= 0: {probs}")
+    total = sum(probs.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ConfigError(f"probabilities must sum to 1, they sum to {total:.6g}: {probs}")
+    return {lang: probs.get(lang, 0.0) for lang in languages}
+
+
+def smoothed_probabilities(sizes: Mapping[str, float], alpha: float) -> dict[str, float]:
+    """XLM sampling: p_i ∝ n_i^α (α = 1 proportional, α = 0 uniform)."""
+    weights = {k: float(v) ** alpha if v > 0 else 0.0 for k, v in sizes.items()}
+    total = sum(weights.values())
+    if total <= 0:
+        raise ConfigError("every language is empty; nothing to sample")
+    return {k: w / total for k, w in weights.items()}
+
+
+def parse_schedule(schedule, languages: Sequence[str]) -> list[dict[str, float]]:
+    """Stage probabilities. ``"0.1_0.9_0.5_0.5"``: equal stages, the SECOND language's probability per stage
+    (the first gets 1 - p; exactly two languages). ``"de:0.9,en:0.1|de:0.5,en:0.5"`` or a list of dicts: k languages."""
+    if isinstance(schedule, str) and "|" not in schedule and ":" not in schedule:
+        if len(languages) != 2:
+            raise ConfigError(f"schedule '{schedule}' gives the second language's probability per stage, "
+                              f"so it needs exactly two languages (got {len(languages)})")
+        try:
+            values = [float(v) for v in schedule.split("_")]
+        except ValueError:
+            raise ConfigError(f"cannot read schedule '{schedule}'; write e.g. 0.1_0.9_0.5_0.5") from None
+        if any(not 0 <= v <= 1 for v in values):
+            raise ConfigError(f"schedule probabilities must lie in [0, 1]: {schedule}")
+        return [{languages[0]: 1 - v, languages[1]: v} for v in values]
+    stages = schedule.split("|") if isinstance(schedule, str) else list(schedule)
+    if not stages:
+        raise ConfigError("empty schedule")
+    return [parse_probabilities(stage, languages) for stage in stages]
+
+
+def clone_maps(vocab_size: int, config: CloneConfig, protected: Sequence[int]) -> list[np.ndarray]:
+    """One id map per clone: a seeded ``frac_clone`` of ids (never ``protected``) -> id + l·V."""
+    if not 0.0 <= config.frac_clone <= 1.0:
+        raise ConfigError(f"frac_clone must lie in [0, 1], got {config.frac_clone}")
+    if not 0.0 <= config.p_clone <= 1.0:
+        raise ConfigError(f"p_clone must lie in [0, 1], got {config.p_clone}")
+    if config.num_clones < 1:
+        raise ConfigError(f"num_clones must be >= 1, got {config.num_clones}")
+    candidates = np.setdiff1d(np.arange(vocab_size), np.asarray(list(protected), dtype=np.int64))
+    rng = np.random.default_rng(config.seed)
+    chosen = rng.permutation(candidates)[: int(round(config.frac_clone * len(candidates)))]
+    maps = []
+    for clone in range(1, config.num_clones + 1):
+        mapping = np.arange(vocab_size, dtype=np.int64)
+        mapping[chosen] += clone * vocab_size
+        maps.append(mapping)
+    return maps
+
+
+class MixtureLoader:
+    """Micro-batches whose blocks come from several languages; same batch format and state API as BlockLoader."""
+
+    def __init__(self, splits: Mapping[str, StoreSplit], probabilities=None, config: LoaderConfig | None = None, *,
+                 micro_batch_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None = None,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, schedule=None, total_blocks: int | None = None,
+                 alpha: float | None = None, clones: CloneConfig | None = None, vocab_size: int | None = None):
+        if not splits:
+            raise ConfigError("no training data: give at least one language -> token store")
+        config = config or LoaderConfig()
+        self.base_languages = list(splits)
+        self.micro_batch_size = micro_batch_size
+        self.loaders = {lang: BlockLoader(split, config, micro_batch_size=1, bos_id=bos_id, eos_id=eos_id,
+                                          pad_id=pad_id, seed=seed + 1000 * i, rank=rank, world_size=world_size,
+                                          lang_id=i)
+                        for i, (lang, split) in enumerate(splits.items())}
+        sizes = {lang: split.num_tokens for lang, split in splits.items()}
+        if schedule is not None:
+            if total_blocks is None or total_blocks < 1:
+                raise ConfigError("a stage schedule needs total_blocks (the number of blocks the run draws)")
+            self.stages = parse_schedule(schedule, self.base_languages)
+        elif alpha is not None:
+            self.stages = [smoothed_probabilities(sizes, alpha)]
+        elif probabilities is None or probabilities == "proportional":
+            self.stages = [smoothed_probabilities(sizes, 1.0)]
+        elif probabilities == "uniform":
+            self.stages = [smoothed_probabilities(sizes, 0.0)]
+        else:
+            self.stages = [parse_probabilities(probabilities, self.base_languages)]
+        self.total_blocks = total_blocks
+        self.clones = clones
+        self.clone_maps: list[np.ndarray] = []
+        self.languages = list(self.base_languages)
+        self.required_vocab_size = vocab_size
+        if clones is not None:
+            if vocab_size is None:
+                raise ConfigError("cloned languages need the base vocabulary size")
+            self.clone_base = clones.base or self.base_languages[0]
+            if self.clone_base not in self.loaders:
+                raise ConfigError(f"clone base '{self.clone_base}' is not one of the languages {self.base_languages}")
+            protected = [i for i in (bos_id, eos_id, pad_id) if i is not None]
+            self.clone_maps = clone_maps(vocab_size, clones, protected)
+            self.languages += [f"{self.clone_base}_clone{l}" for l in range(1, clones.num_clones + 1)]
+            self.required_vocab_size = vocab_size * (1 + clones.num_clones)
+        self._rng = np.random.default_rng([seed, rank, 7])
+        self.blocks_drawn = 0
+
+    def probabilities_at(self, block: int) -> dict[str, float]:
+        if len(self.stages) == 1:
+            return dict(self.stages[0])
+        stage = min(len(self.stages) - 1, block * len(self.stages) // self.total_blocks)
+        return dict(self.stages[stage])
+
+    def _next_block(self):
+        probs = self.probabilities_at(self.blocks_drawn)
+        weights = np.array([probs[lang] for lang in self.base_languages])
+        lang = self.base_languages[int(self._rng.choice(len(weights), p=weights / weights.sum()))]
+        ids, labels, positions = self.loaders[lang].next_block()
+        lang_id = self.base_languages.index(lang)
+        if self.clone_maps and lang == self.clone_base and self._rng.random() < self.clones.p_clone:
+            clone = int(self._rng.integers(len(self.clone_maps)))
+            mapping = self.clone_maps[clone]
+            ids = mapping[ids]
+            labels = np.where(labels == IGNORE, IGNORE, mapping[np.maximum(labels, 0)])
+            lang_id = len(self.base_languages) + clone
+        self.blocks_drawn += 1
+        return (ids, labels, positions), lang_id
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        drawn = [self._next_block() for _ in range(self.micro_batch_size)]
+        return collate([d[0] for d in drawn], [d[1] for d in drawn])
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            yield self.next_batch()
+
+    def state_dict(self) -> dict:
+        return {"loaders": {lang: l.state_dict() for lang, l in self.loaders.items()},
+                "rng": self._rng.bit_generator.state, "blocks_drawn": self.blocks_drawn}
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = set(self.loaders) ^ set(state["loaders"])
+        if missing:
+            raise ConfigError(f"loader state is for languages {sorted(state['loaders'])}, this run has {sorted(self.loaders)}")
+        for lang, loader in self.loaders.items():
+            loader.load_state_dict(state["loaders"][lang])
+        self._rng.bit_generator.state = state["rng"]
+        self.blocks_drawn = int(state["blocks_drawn"])

@@ -1,0 +1,77 @@
+"""Checkpoints: ``<out_dir>/checkpoints/step-N/`` with model, optimizer, loader, RNG state and counters.
+
+Written to a temporary sibling and renamed, so a killed run never leaves a checkpoint that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from langadapt.errors import ConfigError, InputError
+from langadapt.io.atomic import atomic_dir
+
+STATE_FILE = "trainer_state.json"
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(root: Path, step: int, *, model, optimizer, loader_state: dict, counters: dict,
+                    fingerprint: dict, keep_last: int, tag: str | None = None) -> Path:
+    name = f"step-{step}" + (f"-{tag}" if tag else "")
+    final = root / name
+    with atomic_dir(final, overwrite=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        torch.save({"optimizer": optimizer.state_dict(), "loader": loader_state, "rng": rng_state()}, tmp / "state.pt")
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, "counters": counters, "fingerprint": fingerprint,
+                                                  "tag": tag}, indent=2))
+    _prune(root, keep_last)
+    return final
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    found = [p for p in root.glob("step-*") if p.is_dir() and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _prune(root: Path, keep_last: int) -> None:
+    regular = [p for p in list_checkpoints(root) if not p.name.endswith("-pre-anneal")]
+    for old in regular[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_resume(resume: str, out_dir: Path) -> Path:
+    if resume == "latest":
+        found = list_checkpoints(out_dir / "checkpoints")
+        if not found:
+            raise InputError(f"--resume latest: no checkpoint in {out_dir / 'checkpoints'}; start without --resume")
+        return found[-1]
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise InputError(f"--resume {resume}: not a checkpoint directory (no {STATE_FILE})")
+    return path
+
+
+def load_checkpoint_state(path: Path, fingerprint: dict) -> tuple[dict, dict]:
+    meta = json.loads((path / STATE_FILE).read_text())
+    saved = meta["fingerprint"]
+    diffs = [k for k in fingerprint if saved.get(k) != fingerprint[k]]
+    if diffs:
+        k = diffs[0]
+        raise ConfigError(f"checkpoint {path} is from another run: its {k} is {saved.get(k)!r}, this config has "
+                          f"{fingerprint[k]!r}; resume with the config it was saved with")
+    state = torch.load(path / "state.pt", weights_only=False)
+    return meta, state

@@ -1,0 +1,428 @@
+"""``langadapt train``: continued pretraining, readable top to bottom.
+
+set-up (config checks, accelerator, tokenizer, model, data) -> phases (embedding-only, then full) ->
+for each optimizer step: draw the micro-batches, forward/backward with the loss normalized by the
+global number of predicted tokens, clip, set the LR from the schedule, step -> log, evaluate,
+checkpoint -> final model directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from langadapt.errors import ConfigError, InputError, UserError
+from langadapt.progress import info, progress
+from langadapt.train.config import OBJECTIVES, PRECISIONS, TrainRunConfig
+from langadapt.train.schedules import SCHEDULES, Schedule
+
+
+@dataclass
+class Phase:
+    name: str
+    start: int
+    end: int  # exclusive
+    only_embeddings: bool
+    schedule: Schedule
+    global_batch_size: int
+
+
+# ---- set-up --------------------------------------------------------------------------------------
+
+def check_config(cfg: TrainRunConfig) -> None:
+    t = cfg.train
+    if t.objective not in OBJECTIVES:
+        raise ConfigError(f"train.objective must be one of {', '.join(OBJECTIVES)}, got '{t.objective}'")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got '{t.precision}'")
+    if t.schedule not in SCHEDULES:
+        raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got '{t.schedule}'")
+    if t.steps < 1:
+        raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
+    if not cfg.data.train:
+        raise ConfigError("no training data: set data.train to {language: token_store_dir}")
+    if cfg.data.mode == "packed" and t.objective == "mlm":
+        raise ConfigError("data.mode packed keeps documents apart through causal position ids; use concat for mlm")
+    if t.lr <= 0:
+        raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+
+
+def build_phases(cfg: TrainRunConfig) -> list[Phase]:
+    t, e = cfg.train, cfg.train.embedding_phase
+    emb_steps = e.steps if e.fraction is None else int(round(e.fraction * t.steps))
+    if emb_steps < 0 or emb_steps > t.steps:
+        raise ConfigError(f"the embedding phase ({emb_steps} steps) must fit in train.steps ({t.steps})")
+    phases = []
+    if emb_steps:
+        sched = Schedule("cosine" if t.schedule != "constant" else "constant", e.lr or t.lr, emb_steps,
+                         e.warmup_steps, t.min_lr)
+        phases.append(Phase("embeddings", 0, emb_steps, True, sched, e.global_batch_size or t.global_batch_size))
+    full = t.steps - emb_steps
+    if full:
+        inf_lr = t.inf_lr if t.inf_lr is not None else t.lr / 10
+        sched = Schedule(t.schedule, t.lr, full, t.warmup_steps, t.min_lr, t.cooldown_steps, inf_lr, t.anneal_steps)
+        if t.schedule == "infinite" and t.warmup_steps + t.cooldown_steps + t.anneal_steps > full:
+            raise ConfigError("infinite schedule: warmup + cooldown + anneal steps exceed the steps of the full phase")
+        phases.append(Phase("full", emb_steps, t.steps, False, sched, t.global_batch_size))
+    return phases
+
+
+def make_accelerator(precision: str):
+    from accelerate import Accelerator
+
+    mixed = {"bf16-mixed": "bf16", "fp16-mixed": "fp16"}.get(precision, "no")
+    if precision == "fp16-mixed" and not torch.cuda.is_available():
+        raise ConfigError("fp16-mixed needs a GPU (loss scaling); on CPU use fp32, bf16-mixed or bf16-true")
+    return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
+
+
+def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str):
+    """The model to train: from ``source`` (a dir/Hub id or a checkpoint) or built from cfg.model_config."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from langadapt.io.models import load_model
+
+    dtype = torch.bfloat16 if precision == "bf16-true" else torch.float32
+    kind = "masked" if cfg.train.objective == "mlm" else "causal"
+    if source is None:  # from scratch
+        spec = dict(cfg.model_config)
+        model_type = spec.pop("model_type", None)
+        if not model_type:
+            raise ConfigError("model_config needs a model_type (e.g. llama, gpt2, bert)")
+        try:
+            config = AutoConfig.for_model(model_type, **spec)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"model_config: {err}") from None
+        config._attn_implementation = cfg.train.attention
+        torch.manual_seed(cfg.train.seed)
+        cls = AutoModelForMaskedLM if kind == "masked" else AutoModelForCausalLM
+        return cls.from_config(config).to(dtype)
+    model = load_model(source, kind=kind, dtype=dtype, attn_implementation=cfg.train.attention)
+    return model.to(dtype)
+
+
+def fingerprint(cfg: TrainRunConfig, model) -> dict:
+    c = model.config
+    arch = {k: getattr(c, k, None) for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers")}
+    return {"model": arch, "objective": cfg.train.objective, "block_size": cfg.data.block_size,
+            "mode": cfg.data.mode, "train_data": sorted(cfg.data.train.items()), "seed": cfg.train.seed,
+            "micro_batch_size": cfg.train.micro_batch_size, "global_batch_size": cfg.train.global_batch_size}
+
+
+def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size: int):
+    from langadapt.data.loader import LoaderConfig
+    from langadapt.data.mixture import CloneConfig, MixtureLoader
+    from langadapt.data.store import TokenStore
+    from langadapt.tokenizer.identity import tokenizer_hash
+
+    stores = {lang: TokenStore.open(path) for lang, path in cfg.data.train.items()}
+    expected = tokenizer_hash(tokenizer)
+    for lang, store in stores.items():
+        if store.meta.get("tokenizer", {}).get("hash") != expected:
+            info(f"warning: store for '{lang}' was written with tokenizer {store.meta.get('tokenizer')}, "
+                 f"not with the model's tokenizer (hash {expected})")
+    d = cfg.data
+    clones = CloneConfig(**vars(d.clones)) if d.clones is not None else None
+    base_vocab = max(len(tokenizer), max(s.vocab_size for s in stores.values()))
+    loader_cfg = LoaderConfig(block_size=d.block_size, mode=d.mode, add_bos=d.add_bos, add_eos=d.add_eos)
+    micro = cfg.train.micro_batch_size
+    total_blocks = cfg.train.steps * cfg.train.global_batch_size // max(world, 1)
+    loader = MixtureLoader({lang: s.split("train") for lang, s in stores.items()}, d.probabilities, loader_cfg,
+                           micro_batch_size=micro, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+                           pad_id=tokenizer.pad_token_id, seed=cfg.train.seed, rank=rank, world_size=world,
+                           schedule=d.schedule, total_blocks=total_blocks, alpha=d.alpha, clones=clones,
+                           vocab_size=base_vocab if clones else None)
+    needed = loader.required_vocab_size or max(s.vocab_size for s in stores.values())
+    if needed > vocab_size:
+        raise ConfigError(f"the token stores hold ids up to {needed - 1}, but the model's vocabulary has only "
+                          f"{vocab_size} rows; use the store's tokenizer/model pair (or transfer the model first)")
+    val_paths = d.val if d.val is not None else d.train
+    val = {}
+    for lang, path in val_paths.items():
+        store = stores[lang] if path == d.train.get(lang) else TokenStore.open(path)
+        if "val" in store.splits and store.split("val").num_docs:
+            val[lang] = store.split("val")
+    return loader, val
+
+
+def add_language_embeddings(model, n_languages: int) -> None:
+    """Use token_type_ids as language ids: grow the token-type table to ``n_languages`` rows if needed."""
+    table = None
+    for name, module in model.named_modules():
+        if name.endswith("token_type_embeddings"):
+            table, parent_name = module, name
+    if table is None:
+        raise ConfigError(f"train.language_embeddings: {model.config.model_type} has no token-type embeddings")
+    if table.num_embeddings >= n_languages:
+        return
+    grown = torch.nn.Embedding(n_languages, table.embedding_dim, dtype=table.weight.dtype)
+    with torch.no_grad():
+        grown.weight[:table.num_embeddings] = table.weight
+        grown.weight[table.num_embeddings:] = table.weight.mean(0)
+    parent = model.get_submodule(parent_name.rsplit(".", 1)[0])
+    setattr(parent, parent_name.rsplit(".", 1)[1], grown)
+    model.config.type_vocab_size = n_languages
+
+
+# ---- evaluation ----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator) -> dict[str, float]:
+    """Validation bits per byte per language (CLM), or masked-token loss (MLM)."""
+    from langadapt.eval.bpb import document_nll, nll_to_bpb
+
+    out = {}
+    start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    with accelerator.autocast():
+        for lang, split in val_splits.items():
+            if cfg.train.objective == "clm":
+                docs = [split.doc(i).tolist() for i in range(split.num_docs)]
+                nll, _ = document_nll(model, docs, start_id=start_id, max_length=cfg.data.block_size,
+                                      batch_size=cfg.eval.batch_size)
+                out[f"val_bpb/{lang}"] = nll_to_bpb(nll, split.num_bytes)
+            else:
+                out[f"val_mlm_loss/{lang}"] = _mlm_val_loss(model, split, tokenizer, cfg)
+    return out
+
+
+def _mlm_val_loss(model, split, tokenizer, cfg) -> float:
+    from langadapt.data.loader import BlockLoader, LoaderConfig
+    from langadapt.train.objectives import mask_tokens, token_nll_sum
+
+    d = cfg.data
+    loader = BlockLoader(split, LoaderConfig(d.block_size, "concat", d.add_bos, d.add_eos), micro_batch_size=cfg.eval.batch_size,
+                         bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id, seed=0)
+    g = torch.Generator().manual_seed(1234)
+    total, count = 0.0, 0
+    was = model.training
+    model.eval()
+    for _ in range(max(1, min(8, loader.blocks_per_epoch // cfg.eval.batch_size))):
+        batch = loader.next_batch()
+        ids, labels = mask_tokens(batch["input_ids"], batch["labels"], mask_id=tokenizer.mask_token_id,
+                                  vocab_size=len(tokenizer), special_ids=tokenizer.all_special_ids, generator=g,
+                                  probability=cfg.train.mlm_probability)
+        logits = model(input_ids=ids.to(model.device)).logits
+        nll, n = token_nll_sum(logits, labels, shift=False)
+        total, count = total + nll.item(), count + n
+    model.train(was)
+    return total / max(count, 1)
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+
+def train(cfg: TrainRunConfig) -> dict:
+    from langadapt.config import save_config, to_yaml
+    from langadapt.io.models import load_tokenizer
+    from langadapt.train.checkpoint import (list_checkpoints, load_checkpoint_state, resolve_resume,
+                                            save_checkpoint, set_rng_state)
+    from langadapt.train.metrics import MetricsLog
+    from langadapt.train.objectives import mask_tokens, token_nll_sum
+    from langadapt.train.optim import make_optimizer, set_trainable
+
+    check_config(cfg)
+    t = cfg.train
+    out = Path(cfg.out_dir)
+    if cfg.model_config is None and not cfg.model:
+        raise ConfigError("set model (a model dir or Hub id) or model_config")
+    accelerator = make_accelerator(t.precision)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if t.global_batch_size % (t.micro_batch_size * world):
+        raise ConfigError(f"train.global_batch_size {t.global_batch_size} is not divisible by micro_batch_size "
+                          f"{t.micro_batch_size} × {world} processes")
+    phases = build_phases(cfg)
+    for ph in phases:
+        if ph.global_batch_size % (t.micro_batch_size * world):
+            raise ConfigError(f"the {ph.name} phase's global batch {ph.global_batch_size} is not divisible by "
+                              f"micro_batch_size {t.micro_batch_size} × {world} processes")
+
+    checkpoint_path = None
+    if cfg.resume:
+        checkpoint_path = resolve_resume(cfg.resume, out)
+    elif out.exists() and ((out / "metrics.jsonl").exists() or list_checkpoints(out / "checkpoints")):
+        if not cfg.overwrite:
+            raise InputError(f"out_dir {out} already holds a run; pass --resume latest to continue it or --overwrite")
+        if main:
+            for name in ("checkpoints", "final", "metrics.jsonl", "tensorboard"):
+                target = out / name
+                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    model = load_training_model(cfg, str(checkpoint_path) if checkpoint_path else
+                                (None if cfg.model_config is not None else cfg.model), t.precision)
+    vocab_rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab_rows:
+        raise ConfigError(f"the tokenizer has {len(tokenizer)} tokens but the model only {vocab_rows} embedding rows")
+    loader, val_splits = open_data(cfg, tokenizer, rank, world, vocab_rows)
+    if t.language_embeddings:
+        if t.objective != "mlm":
+            raise ConfigError("train.language_embeddings applies to mlm (token_type_ids)")
+        add_language_embeddings(model, len(loader.languages))
+    if t.objective == "mlm" and tokenizer.mask_token_id is None:
+        raise ConfigError("mlm needs a tokenizer with a mask token")
+    if t.activation_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.config.use_cache = False
+    print_fp = fingerprint(cfg, model)
+
+    start_step, tokens_seen, resume_state = 0, 0, None
+    if checkpoint_path is not None:
+        meta, resume_state = load_checkpoint_state(checkpoint_path, print_fp)
+        start_step, tokens_seen = meta["step"], meta["counters"]["tokens"]
+        loader.load_state_dict(resume_state["loader"])
+        info(f"resuming from {checkpoint_path} at step {start_step}")
+    else:
+        torch.manual_seed(t.seed)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out)
+        info("resolved config:\n" + to_yaml(cfg))
+    log = MetricsLog(out / "metrics.jsonl", resume_step=start_step if checkpoint_path else None,
+                     tensorboard_dir=out / "tensorboard" if cfg.log.tensorboard else None,
+                     wandb_config=json.loads(json.dumps(vars(cfg), default=str)) if cfg.log.wandb else None) \
+        if main else None
+
+    model = accelerator.prepare_model(model)
+    if t.compile:
+        model = torch.compile(model)
+    raw = accelerator.unwrap_model(model)
+    shift = t.objective == "clm"
+    pass_positions = cfg.data.mode == "packed"
+    special_ids = tokenizer.all_special_ids
+
+    def phase_at(step: int) -> Phase:
+        return next(ph for ph in phases if ph.start <= step < ph.end)
+
+    last_eval: dict[str, float] = {}
+    if cfg.eval.enabled and start_step == 0 and val_splits and main:
+        last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator)
+        log.write({"step": 0, "phase": phases[0].name, "tokens": 0, **last_eval})
+        info("step 0: " + ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
+
+    optimizer, current = None, None
+    bar = progress(total=t.steps, initial=start_step, desc="train", unit="step", disable=None if main else True)
+    window_start, window_tokens = time.perf_counter(), 0
+    last_checkpoint = list_checkpoints(out / "checkpoints")[-1] if list_checkpoints(out / "checkpoints") else None
+    record: dict = {}
+    for step in range(start_step, t.steps):
+        phase = phase_at(step)
+        if phase is not current:  # a new phase: its own trainable set and optimizer (frozen params: no state)
+            set_trainable(raw, phase.only_embeddings)
+            optimizer = accelerator.prepare_optimizer(
+                make_optimizer(raw, phase.schedule.peak_lr, t.weight_decay, t.decay_embeddings, (t.beta1, t.beta2), t.eps))
+            if resume_state is not None and step == start_step:
+                optimizer.load_state_dict(resume_state["optimizer"])
+                set_rng_state(resume_state["rng"])
+            current = phase
+        accumulation = phase.global_batch_size // (t.micro_batch_size * world)
+        batches = [loader.next_batch() for _ in range(accumulation)]
+        if t.objective == "mlm":
+            g = torch.Generator().manual_seed((t.seed * 1_000_003 + step * 1_009 + rank) % (2**31))
+            for b in batches:
+                b["input_ids"], b["labels"] = mask_tokens(
+                    b["input_ids"], b["labels"], mask_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
+                    special_ids=special_ids, generator=g, probability=t.mlm_probability,
+                    mask_fraction=t.mlm_mask_fraction, random_fraction=t.mlm_random_fraction)
+        # normalize by the predicted tokens of the whole global batch, so any split across
+        # micro-batches and processes gives the same gradient
+        label_slice = (lambda b: b["labels"][:, 1:]) if shift else (lambda b: b["labels"])
+        n_local = torch.tensor(float(sum(int((label_slice(b) != -100).sum()) for b in batches)), device=accelerator.device)
+        n_global = accelerator.reduce(n_local, reduction="sum").item()
+        nll_total = torch.zeros((), device=accelerator.device)
+        model.train()
+        for i, batch in enumerate(batches):
+            sync = contextlib.nullcontext() if i == accumulation - 1 else accelerator.no_sync(model)
+            inputs = {"input_ids": batch["input_ids"].to(accelerator.device)}
+            if pass_positions:
+                inputs["position_ids"] = batch["position_ids"].to(accelerator.device)
+            if t.language_embeddings:
+                inputs["token_type_ids"] = batch["lang_ids"][:, None].expand_as(batch["input_ids"]).to(accelerator.device)
+            if shift:
+                inputs["use_cache"] = False
+            with sync, accelerator.autocast():
+                logits = model(**inputs).logits
+                nll, _ = token_nll_sum(logits, batch["labels"], shift=shift)
+                loss = nll * world / max(n_global, 1.0)
+            accelerator.backward(loss)
+            nll_total += nll.detach()
+        loss_value = accelerator.reduce(nll_total, reduction="sum").item() / max(n_global, 1.0)
+        if not math.isfinite(loss_value):
+            where = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
+            raise UserError(f"the loss became {loss_value} at step {step + 1}; stopping{where}. "
+                            "Lower train.lr, raise train.warmup_steps or use fp32/bf16-mixed precision")
+        params = [p for p in raw.parameters() if p.requires_grad]
+        if t.grad_clip > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(params, t.grad_clip))
+        else:
+            grad_norm = float(torch.norm(torch.stack([p.grad.float().norm() for p in params if p.grad is not None])))
+        lr = phase.schedule.lr(step - phase.start)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        step_tokens = phase.global_batch_size * cfg.data.block_size
+        tokens_seen += step_tokens
+        window_tokens += step_tokens
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
+
+        evaluate_now = cfg.eval.enabled and val_splits and (
+            (cfg.eval.every and done % cfg.eval.every == 0) or done == t.steps)
+        if main and (done % cfg.log.every == 0 or done == t.steps or evaluate_now):
+            elapsed = time.perf_counter() - window_start
+            record = {"step": done, "phase": phase.name, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+                      "tokens": tokens_seen, "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
+            if evaluate_now:
+                last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator)
+                record.update(last_eval)
+            log.write(record)
+            window_start, window_tokens = time.perf_counter(), 0
+        anneal_start = phase.schedule.anneal_start
+        pre_anneal = anneal_start is not None and done - phase.start == anneal_start
+        if main and ((cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or pre_anneal):
+            counters = {"tokens": tokens_seen, "phase": phase.name}
+            last_checkpoint = save_checkpoint(out / "checkpoints", done, model=raw, optimizer=optimizer,
+                                              loader_state=loader.state_dict(), counters=counters, fingerprint=print_fp,
+                                              keep_last=cfg.checkpoint.keep_last, tag="pre-anneal" if pre_anneal else None)
+    bar.close()
+    accelerator.wait_for_everyone()
+    if main:
+        log.close()
+        save_final(raw, tokenizer, cfg, out, record, last_eval)
+    return {"step": t.steps, **{k: v for k, v in record.items() if k != "step"}, **last_eval}
+
+
+def save_final(model, tokenizer, cfg: TrainRunConfig, out: Path, record: dict, evaluation: dict) -> None:
+    from langadapt.io.atomic import atomic_dir
+
+    with atomic_dir(out / "final", overwrite=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        metrics = {**{k: v for k, v in record.items() if isinstance(v, (int, float))}, **evaluation}
+        lines = [f"# {Path(cfg.out_dir).name}", "",
+                 f"Continued pretraining with langadapt (`langadapt train`) of `{cfg.model}`.", "",
+                 f"- objective: {cfg.train.objective}, precision: {cfg.train.precision}, steps: {cfg.train.steps}",
+                 f"- data: {', '.join(f'{k}: {v}' for k, v in cfg.data.train.items())}",
+                 f"- schedule: {cfg.train.schedule}, lr {cfg.train.lr}, global batch {cfg.train.global_batch_size} × "
+                 f"{cfg.data.block_size} tokens",
+                 f"- embedding-only phase: {cfg.train.embedding_phase.steps or cfg.train.embedding_phase.fraction or 0}",
+                 "", "## Final metrics", ""]
+        lines += [f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in metrics.items()]
+        (tmp / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (tmp / "final_metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def train_command(cfg: TrainRunConfig) -> int:
+    result = train(cfg)
+    shown = {k: v for k, v in result.items() if k.startswith(("loss", "val_"))}
+    print("final: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    print(f"wrote {Path(cfg.out_dir) / 'final'}")
+    return 0

@@ -1,0 +1,44 @@
+"""Parameter groups and phases: which parameters train, which get weight decay."""
+
+from __future__ import annotations
+
+import torch
+
+
+def embedding_parameters(model) -> set[int]:
+    """ids() of the input embedding and output head weights (tied or not)."""
+    params = {id(model.get_input_embeddings().weight)}
+    head = model.get_output_embeddings()
+    if head is not None:
+        params.add(id(head.weight))
+        if getattr(head, "bias", None) is not None:
+            params.add(id(head.bias))
+    return params
+
+
+def set_trainable(model, only_embeddings: bool) -> None:
+    embeddings = embedding_parameters(model)
+    for p in model.parameters():
+        p.requires_grad_(not only_embeddings or id(p) in embeddings)
+
+
+def param_groups(model, weight_decay: float, decay_embeddings: bool) -> list[dict]:
+    """AdamW groups: no decay on biases, norms (1-D tensors) and, unless asked, embeddings.
+    Frozen parameters are left out entirely, so they carry no optimizer state."""
+    embeddings = embedding_parameters(model)
+    decay, no_decay, seen = [], [], set()
+    for name, p in model.named_parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        is_embedding = id(p) in embeddings or "embed" in name or "wte" in name or "wpe" in name
+        if p.ndim < 2 or "norm" in name.lower() or (is_embedding and not decay_embeddings):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model, lr: float, weight_decay: float, decay_embeddings: bool, betas, eps) -> torch.optim.AdamW:
+    return torch.optim.AdamW(param_groups(model, weight_decay, decay_embeddings), lr=lr, betas=betas, eps=eps)

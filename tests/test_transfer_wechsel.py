@@ -197,6 +197,22 @@ def test_wechsel_uses_temperature_and_k(world, source_matrices, ours):
     assert ours.details["alignment_pairs"] >= len(world.dictionary)
 
 
+def test_pca_reduction_equals_fasttext_util(world):
+    import fasttext
+    import fasttext.util
+
+    from langadapt.transfer.fasttext_utils import load_fasttext
+
+    words = [w for w, _ in world.dictionary[:50]] + ["unknownword", "zz"]
+    reference = fasttext.util.reduce_model(fasttext.load_model(str(world.source_word_fasttext)), 10)
+    ours = load_fasttext(world.source_word_fasttext)
+    ours.reduce_dimension(10)
+    expected = torch.from_numpy(np.stack([reference.get_word_vector(w) for w in words]))
+    got = torch.from_numpy(ours.vectors(words))
+    assert got.shape == (len(words), 10) and ours.get_dimension() == 10
+    assert _row_relative_error(got, expected).max() < 1e-5
+
+
 def test_wechsel_reduces_the_larger_fasttext_model(world, tmp_path, source_matrices):
     small = train_fasttext_bin(world.target_texts, tmp_path / "target12.bin", dim=12, minn=3, maxn=5, seed=3)
     result = wechsel_from_inputs(world.source_tokenizer, world.target_tokenizer, source_matrices[:1],

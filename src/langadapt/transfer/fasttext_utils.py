@@ -76,7 +76,6 @@ class FastTextBin:
         self.matrix = np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=(rows, cols))
         self._ids = {w: i for i, w in enumerate(words[: self.nwords])}
         self.words = [w.decode("utf-8", errors="replace") for w in words[: self.nwords]]
-        self._ngram_cache: dict[bytes, int] = {}
         self._projection: np.ndarray | None = None
 
     def get_dimension(self) -> int:
@@ -85,51 +84,64 @@ class FastTextBin:
     def get_word_id(self, word: str) -> int:
         return self._ids.get(word.encode("utf-8"), -1)
 
-    def _ngram_row(self, ngram: bytes) -> int:
-        row = self._ngram_cache.get(ngram)
-        if row is None:
-            h = 2166136261  # 32-bit FNV-1a over *signed* chars, as fastText hashes
-            for byte in ngram:
-                h = ((h ^ (byte if byte < 128 else byte | 0xFFFFFF00)) * 16777619) & 0xFFFFFFFF
-            row = self._ngram_cache[ngram] = self.nwords + h % self.bucket
-        return row
-
-    def subword_rows(self, word: str) -> list[int]:
-        """Rows fastText averages for ``word``: its own row if in the vocabulary, then its n-gram rows."""
-        data = word.encode("utf-8")
-        wid = self._ids.get(data, -1)
-        rows = [wid] if wid >= 0 else []
-        if data == _EOS or self.maxn <= 0 or self.bucket <= 0:
-            return rows
-        padded = b"<" + data + b">"
-        # character starts (skip UTF-8 continuation bytes), as Dictionary::computeSubwords walks them
-        starts = [i for i, byte in enumerate(padded) if byte & 0xC0 != 0x80] + [len(padded)]
-        for a in range(len(starts) - 1):
-            for n in range(max(1, self.minn), self.maxn + 1):
-                if a + n >= len(starts):
-                    break
-                if n == 1 and (a == 0 or a + n == len(starts) - 1):
-                    continue  # single "<" or ">" is not an n-gram
-                rows.append(self._ngram_row(padded[starts[a]:starts[a + n]]))
-        return rows
+    def subword_rows(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The matrix rows fastText averages for each string, as (word index, row) pairs in fastText's
+        order: the word's own row if it is in the vocabulary, then one row per character n-gram of
+        ``<word>`` (by start character, then length; bytes hashed with 32-bit FNV-1a over signed chars).
+        Vectorized over all strings at once."""
+        encoded = [w.encode("utf-8") for w in words]
+        own = np.array([self._ids.get(b, -1) for b in encoded], dtype=np.int64)
+        pairs_word = [np.flatnonzero(own >= 0)]
+        pairs_row = [own[own >= 0]]
+        pairs_key = [np.zeros(len(pairs_word[0]), dtype=np.int64)]  # own row first
+        with_ngrams = [i for i, b in enumerate(encoded) if b != _EOS] if self.maxn > 0 and self.bucket > 0 else []
+        if with_ngrams:
+            padded = [b"<" + encoded[i] + b">" for i in with_ngrams]
+            lengths = np.array([len(p) for p in padded], dtype=np.int64)
+            data = np.frombuffer(b"".join(padded), dtype=np.uint8).astype(np.int64)
+            word_of_byte = np.repeat(np.arange(len(padded)), lengths)
+            is_start = (data & 0xC0) != 0x80
+            char_pos = np.flatnonzero(is_start)  # byte offset of every character
+            char_word = word_of_byte[char_pos]
+            n_chars = np.bincount(char_word, minlength=len(padded))
+            first_char = np.concatenate([[0], np.cumsum(n_chars)[:-1]])
+            char_index = np.arange(len(char_pos)) - first_char[char_word]  # position within its word
+            char_len = np.diff(np.append(char_pos, len(data)))
+            signed = np.where(data < 128, data, data | 0xFFFFFF00)
+            h = np.full(len(char_pos), 2166136261, dtype=np.int64)
+            for n in range(1, self.maxn + 1):
+                last = np.arange(len(char_pos)) + n - 1  # the n-th character of the n-gram starting here
+                valid = char_index + n <= n_chars[char_word]
+                last = np.where(valid, last, 0)
+                for q in range(4):  # fold in that character's bytes (UTF-8: 1 to 4)
+                    take = valid & (char_len[last] > q)
+                    byte = signed[np.where(take, char_pos[last] + q, 0)]
+                    h = np.where(take, ((h ^ byte) * 16777619) & 0xFFFFFFFF, h)
+                keep = valid & (n >= self.minn)
+                if n == 1:  # a lone "<" or ">" is not an n-gram
+                    keep &= (char_index != 0) & (char_index != n_chars[char_word] - 1)
+                idx = np.flatnonzero(keep)
+                pairs_word.append(np.asarray(with_ngrams, dtype=np.int64)[char_word[idx]])
+                pairs_row.append(self.nwords + h[idx] % self.bucket)
+                pairs_key.append(1 + char_index[idx] * (self.maxn + 1) + n)
+        word, row, key = (np.concatenate(x) for x in (pairs_word, pairs_row, pairs_key))
+        order = np.lexsort((key, word))
+        return word[order], row[order]
 
     def vectors(self, words: Sequence[str]) -> np.ndarray:
         """float32 [len(words), dim]: fastText's vector of each string (zeros when it has no row at all)."""
-        row_lists = [self.subword_rows(w) for w in words]
-        width = max((len(r) for r in row_lists), default=0)
-        unique = sorted({r for rows in row_lists for r in rows})
+        word, row = self.subword_rows(words)
+        counts = np.bincount(word, minlength=len(words))
+        rank = np.arange(len(word)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[word]
+        unique, local = np.unique(row, return_inverse=True)
         table = np.zeros((len(unique) + 1, self.dim), dtype=np.float32)  # last row: zeros for padding
-        if unique:
-            table[:-1] = self.matrix[unique]
-        local = {r: i for i, r in enumerate(unique)}
-        index = np.full((len(words), width), len(unique), dtype=np.int64)
-        for i, rows in enumerate(row_lists):
-            index[i, : len(rows)] = [local[r] for r in rows]
+        table[:-1] = self.matrix[unique]
+        index = np.full((len(words), int(counts.max(initial=0))), len(unique), dtype=np.int64)
+        index[word, rank] = local
         out = np.zeros((len(words), self.dim), dtype=np.float32)
-        for j in range(width):  # left-to-right float32 sums, like Vector::addRow
+        for j in range(index.shape[1]):  # left-to-right float32 sums, like Vector::addRow
             out += table[index[:, j]]
-        counts = np.array([len(r) for r in row_lists], dtype=np.float64)
-        scale = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0).astype(np.float32)
+        scale = np.divide(1.0, counts, out=np.zeros(len(words)), where=counts > 0).astype(np.float32)
         out *= scale[:, None]
         return out if self._projection is None else out @ self._projection
 

@@ -16,7 +16,7 @@ import torch
 
 from langadapt.errors import InputError
 from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult
-from langadapt.transfer.sparsemax import sparsemax_topk
+from langadapt.transfer.sparsemax import sparsemax_threshold, sparsemax_topk
 
 # Scores per block of new tokens: bounds memory to about this many floats, whatever the vocabulary size.
 BLOCK_ELEMENTS = 1 << 24
@@ -28,21 +28,55 @@ def _unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
 
 
+def _block_weights(new: torch.Tensor, anchors: torch.Tensor, anchors32: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact float64 sparsemax(cos(new_i, anchors)) of unit rows ``new`` [b, f], padded form.
+
+    Screening in float32 (one matmul, one partial sort) finds each row's top candidates; their cosines
+    are then recomputed in float64 and the sparsemax is solved on them. A row is re-solved against all
+    anchors in float64 when an anchor outside its candidates could reach the support (its float32
+    score is within float32 error of the threshold, or every candidate is in the support).
+    """
+    n_anchor = anchors.shape[0]
+    k = min(SPARSEMAX_TOP_K, n_anchor)
+    screened, cand = torch.topk(new.float() @ anchors32.T, k, dim=-1, sorted=True)
+    exact = torch.einsum("bf,bkf->bk", new, anchors[cand])
+    exact, order = exact.sort(dim=-1, descending=True)
+    cand = cand.gather(1, order)
+    tau, support = sparsemax_threshold(exact)
+    if k < n_anchor:
+        margin = 4 * new.shape[1] * torch.finfo(torch.float32).eps
+        unsure = (support == k) | (screened[:, -1] + margin >= tau.squeeze(-1))
+    else:
+        unsure = torch.zeros_like(support, dtype=torch.bool)
+    width = int(support.max()) if support.numel() else 0
+    cols, weights = cand[:, :width], torch.clamp(exact[:, :width] - tau, min=0)
+    rows = unsure.nonzero().squeeze(-1)
+    if rows.numel():
+        full_cols, full_weights = sparsemax_topk(new[rows] @ anchors.T, k)
+        width = max(width, full_cols.shape[1])
+        padded_cols = torch.zeros(new.shape[0], width, dtype=torch.long)
+        padded_weights = torch.zeros(new.shape[0], width, dtype=weights.dtype)
+        padded_cols[:, :cols.shape[1]], padded_weights[:, :cols.shape[1]] = cols, weights
+        padded_cols[rows], padded_weights[rows] = 0, 0
+        padded_cols[rows, :full_cols.shape[1]], padded_weights[rows, :full_cols.shape[1]] = full_cols, full_weights
+        cols, weights = padded_cols, padded_weights
+    return cols, weights
+
+
 def focus_weight_blocks(new_vectors: torch.Tensor, anchor_vectors: torch.Tensor,
-                        block_elements: int = BLOCK_ELEMENTS, dtype: torch.dtype = torch.float64
-                        ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+                        block_elements: int = BLOCK_ELEMENTS) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """FOCUS weights, one block of new tokens at a time: ``(start, anchor_cols [b, s], weights [b, s])``.
 
     Row i of a block is sparsemax(cos(new_{start+i}, anchors)) in padded form (nonzeros first, float32).
-    The full [n_new, n_anchor] score matrix is never held in memory. Scores are float64 by default:
-    with many near-equal cosines the sparsemax threshold subtracts close numbers, and float32 would
-    cost ~1e-5 relative.
+    The full [n_new, n_anchor] score matrix is never held in memory. The cosines that decide the
+    weights are float64 (screened in float32): with many near-equal cosines the sparsemax threshold
+    subtracts close numbers, and float32 alone would cost ~1e-5 relative.
     """
-    anchors = _unit_rows(anchor_vectors.to(dtype))
+    anchors = _unit_rows(anchor_vectors.double())
+    anchors32 = anchors.float()
     block = max(1, block_elements // max(1, anchors.shape[0]))
     for start in range(0, new_vectors.shape[0], block):
-        scores = _unit_rows(new_vectors[start:start + block].to(dtype)) @ anchors.T
-        cols, weights = sparsemax_topk(scores, SPARSEMAX_TOP_K)
+        cols, weights = _block_weights(_unit_rows(new_vectors[start:start + block].double()), anchors, anchors32)
         yield start, cols, weights.float()
 
 

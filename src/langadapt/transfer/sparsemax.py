@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 
-def _threshold(sorted_desc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def sparsemax_threshold(sorted_desc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Threshold tau [B, 1] and support size [B] of rows sorted in descending order (last dim).
 
     The support is the longest prefix j with 1 + j * z_(j) > z_(1) + ... + z_(j); it is never empty.
@@ -27,7 +27,7 @@ def sparsemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Sparsemax of ``x`` along ``dim`` (any batch shape); each slice sums to 1 with exact zeros."""
     moved = x.movedim(dim, -1)
     flat = moved.reshape(-1, moved.shape[-1])
-    tau, _ = _threshold(torch.sort(flat, dim=-1, descending=True).values)
+    tau, _ = sparsemax_threshold(torch.sort(flat, dim=-1, descending=True).values)
     out = torch.clamp(flat - tau, min=0)
     return out.reshape(moved.shape).movedim(-1, dim)
 
@@ -50,7 +50,7 @@ def sparsemax_topk(scores: torch.Tensor, k: int = 64) -> tuple[torch.Tensor, tor
         if 2 * k >= n_cols:
             k = n_cols
         values, cols = torch.topk(scores[pending], k, dim=-1, sorted=True)
-        tau, support = _threshold(values)
+        tau, support = sparsemax_threshold(values)
         # A row whose whole top-k is in the support may have more: solve it again with a wider sort.
         done = support < k if k < n_cols else torch.ones_like(support, dtype=torch.bool)
         s = int(support[done].max()) if bool(done.any()) else 0

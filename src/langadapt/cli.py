@@ -221,6 +221,22 @@ def _build(args_cls, values: dict):
     return args_cls(**kwargs)
 
 
+def _quiet_libraries() -> None:
+    """Library progress bars and warnings only when ours are on (a terminal, no --quiet)."""
+    from langadapt.progress import bars_enabled
+
+    if bars_enabled():
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (e.g. in-process calls): switch it off directly
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("LANGADAPT_DEBUG", "") not in ("", "0")
@@ -230,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
         set_quiet(True)
         argv = [a for a in argv if a not in ("--quiet", "-q")]
+    _quiet_libraries()
     if not argv or argv[0] in ("-h", "--help"):
         print(_top_help(commands))
         return 0

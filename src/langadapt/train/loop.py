@@ -109,11 +109,16 @@ def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str)
 
 
 def fingerprint(cfg: TrainRunConfig, model) -> dict:
-    c = model.config
+    """What must agree between a checkpoint and the config resuming it (precision and steps may change)."""
+    from langadapt.io.models import load_config
+
+    # the configured model, not the checkpoint's copy: resuming with another model must be refused
+    c = model.config if cfg.model_config is not None else load_config(cfg.model)
     arch = {k: getattr(c, k, None) for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers")}
-    return {"model": arch, "objective": cfg.train.objective, "block_size": cfg.data.block_size,
-            "mode": cfg.data.mode, "train_data": sorted(cfg.data.train.items()), "seed": cfg.train.seed,
-            "micro_batch_size": cfg.train.micro_batch_size, "global_batch_size": cfg.train.global_batch_size}
+    fp = {"model": arch, "objective": cfg.train.objective, "block_size": cfg.data.block_size,
+          "mode": cfg.data.mode, "train_data": sorted(cfg.data.train.items()), "seed": cfg.train.seed,
+          "micro_batch_size": cfg.train.micro_batch_size, "global_batch_size": cfg.train.global_batch_size}
+    return json.loads(json.dumps(fp))  # the form it has after a round trip through the checkpoint
 
 
 def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size: int):

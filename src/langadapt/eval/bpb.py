@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from langadapt.errors import InputError
+from langadapt.progress import info, progress
 
 
 def context_length(model) -> int | None:
@@ -88,3 +94,266 @@ def document_nll(model, docs: Sequence[Sequence[int]], *, start_id: int, max_len
 
 def nll_to_bpb(nll_sum: float, n_bytes: int) -> float:
     return nll_sum / max(n_bytes, 1) / math.log(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Masked LMs: pseudo-log-likelihood (Salazar et al. 2020) — each token masked in turn.
+
+
+def _mlm_windows(n: int, width: int, stride: int) -> list[tuple[int, int, int, int]]:
+    """Windows (begin, end, score_begin, score_end) over ``n`` content tokens, ``width`` at most.
+
+    A masked LM sees both sides, so each token is scored in the window whose centre is nearest
+    to it: every token exactly once, with as much context on both sides as fits.
+    """
+    if n <= width:
+        return [(0, n, 0, n)]
+    starts = torch.tensor(sorted(set(range(0, n - width, stride)) | {n - width}))
+    j = torch.arange(n)[:, None].float()
+    inside = (j >= starts[None]) & (j < starts[None] + width)
+    distance = torch.where(inside, (j - (starts[None] + (width - 1) / 2)).abs(), torch.tensor(float("inf")))
+    owner = distance.argmin(dim=1)  # ties -> the earlier window
+    out = []
+    for k, begin in enumerate(starts.tolist()):
+        mine = (owner == k).nonzero().flatten()
+        if len(mine):  # owners are non-decreasing in j, so each window scores one contiguous range
+            out.append((begin, begin + width, int(mine[0]), int(mine[-1]) + 1))
+    return out
+
+
+@torch.no_grad()
+def pseudo_log_likelihood(model, docs: Sequence[Sequence[int]], *, mask_id: int, prefix_ids: Sequence[int] = (),
+                          suffix_ids: Sequence[int] = (), max_length: int | None = None, stride: int | None = None,
+                          batch_size: int = 32, device=None) -> tuple[float, int]:
+    """Summed pseudo-NLL of a masked LM: every content token masked in turn and predicted from the rest.
+
+    Each window is ``prefix_ids + content + suffix_ids`` (e.g. [CLS] ... [SEP]); one forward row per
+    scored token, batched. Returns (nll_sum, tokens_scored) like :func:`document_nll`.
+    """
+    device = device if device is not None else next(model.parameters()).device
+    prefix, suffix = [int(i) for i in prefix_ids], [int(i) for i in suffix_ids]
+    max_length = max_length or context_length(model) or 512
+    width = max_length - len(prefix) - len(suffix)
+    if width < 1:
+        raise ValueError("max_length leaves no room for content tokens")
+    stride = max(1, min(stride or max(1, width // 2), width))
+    rows: list[tuple[tuple[int, ...], int]] = []  # (window ids, masked position)
+    for doc in docs:
+        doc = [int(t) for t in doc]
+        for begin, end, lo, hi in _mlm_windows(len(doc), width, stride):
+            ids = tuple(prefix + doc[begin:end] + suffix)
+            rows.extend((ids, len(prefix) + j - begin) for j in range(lo, hi))
+    rows.sort(key=lambda r: len(r[0]))
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for i in progress(range(0, len(rows), batch_size), desc="PLL", unit="batch"):
+            batch = rows[i:i + batch_size]
+            width_b = max(len(ids) for ids, _ in batch)
+            input_ids = torch.zeros(len(batch), width_b, dtype=torch.long)
+            attention = torch.zeros(len(batch), width_b, dtype=torch.long)
+            for r, (ids, _) in enumerate(batch):
+                input_ids[r, :len(ids)] = torch.tensor(ids)
+                attention[r, :len(ids)] = 1
+            arange = torch.arange(len(batch))
+            positions = torch.tensor([p for _, p in batch])
+            targets = input_ids[arange, positions].clone()
+            input_ids[arange, positions] = mask_id
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+            picked = logits[arange.to(device), positions.to(device)].float()
+            total += F.cross_entropy(picked, targets.to(device), reduction="sum").item()
+    finally:
+        model.train(was_training)
+    return total, len(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text in, metrics out.
+
+
+def _special_frame(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens a masked LM's tokenizer puts before and after a sequence ([CLS] / [SEP])."""
+    try:
+        mask = tokenizer.get_special_tokens_mask([7, 7, 7], already_has_special_tokens=False)
+        full = tokenizer.build_inputs_with_special_tokens([7, 7, 7])
+        content = [i for i, m in enumerate(mask) if not m]
+        if len(full) == len(mask) and len(content) == 3 and content == list(range(content[0], content[0] + 3)):
+            return list(full[:content[0]]), list(full[content[-1] + 1:])
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        pass
+    first = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    last = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    return ([first] if first is not None else []), ([last] if last is not None else [])
+
+
+def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None = None,
+                  max_length: int | None = None, stride: int | None = None, batch_size: int = 8,
+                  device=None) -> dict:
+    """BPB, token perplexity and fertility of ``model`` on raw ``texts``.
+
+    Causal LMs: exact NLL (:func:`document_nll`). Masked LMs: pseudo-log-likelihood
+    (:func:`pseudo_log_likelihood`), reported with ``"scoring": "pll"`` — not comparable with causal BPB.
+    """
+    from langadapt.io.models import is_masked_lm_config
+
+    texts = [t for t in texts if t]
+    if not texts:
+        raise InputError("no documents to evaluate; the input is empty")
+    masked = is_masked_lm_config(model.config) if masked is None else masked
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise InputError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding table has "
+                         f"{model.get_input_embeddings().num_embeddings}; pass the tokenizer that belongs to the model")
+    docs = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    if masked:
+        if tokenizer.mask_token_id is None:
+            raise InputError("the tokenizer has no mask token, so a masked LM cannot be scored (pseudo-log-likelihood)")
+        prefix, suffix = _special_frame(tokenizer)
+        nll, count = pseudo_log_likelihood(model, docs, mask_id=tokenizer.mask_token_id, prefix_ids=prefix,
+                                           suffix_ids=suffix, max_length=max_length, stride=stride,
+                                           batch_size=batch_size * 4, device=device)
+    else:
+        start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if start_id is None:
+            raise InputError("the tokenizer has neither a BOS nor an EOS token to start documents with; "
+                             "set bos_token in its tokenizer_config.json")
+        nll, count = document_nll(model, docs, start_id=start_id, max_length=max_length, stride=stride,
+                                  batch_size=batch_size, device=device)
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    n_words = sum(len(t.split()) for t in texts)
+    return {
+        "bits_per_byte": nll_to_bpb(nll, n_bytes),
+        "scoring": "pll" if masked else "causal",
+        "token_perplexity": math.exp(nll / count) if count else float("nan"),
+        "nll_sum": nll,
+        "tokens": count,
+        "bytes": n_bytes,
+        "words": n_words,
+        "documents": len(texts),
+        "tokens_per_word": count / max(n_words, 1),
+        "bytes_per_token": n_bytes / max(count, 1),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI: langadapt eval bpb
+
+
+@dataclass
+class BpbArgs:
+    model: str
+    """Model directory or Hub id (causal LM, or masked LM scored by pseudo-log-likelihood)."""
+    input: list[str] | str
+    """Text source (.txt one document per line, .jsonl/.parquet, a folder, or hf://name[:config][/split]).
+    Several sources, one per language: comma-separated (a,b) or a list ([a,b])."""
+    lang: list[str] | str | None = None
+    """Language name(s) for the result, one per --input (comma-separated). Default: the file names."""
+    tokenizer: str | None = None
+    """Tokenizer directory or Hub id. Default: the one saved with the model."""
+    text_field: str = "text"
+    """Field holding the text in .jsonl/.parquet/hf:// sources."""
+    max_docs: int | None = None
+    """Evaluate only the first N documents of each source."""
+    batch_size: int = 8
+    """Sequences per forward pass (masked LMs: 4x this many masked copies)."""
+    max_length: int | None = None
+    """Context window in tokens (default: the model's maximum)."""
+    stride: int | None = None
+    """Sliding-window step for documents longer than the context (default: half the window)."""
+    device: str | None = None
+    """torch device (default: cuda if available, else cpu)."""
+    json: bool = False
+    """Print one JSON object instead of a table."""
+
+
+def split_list(value: list[str] | str | None) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (a path that exists is never split)."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    if Path(value).exists() or "," not in value:
+        return [value]
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _lang_name(source: str) -> str:
+    name = source.rstrip("/").split("/")[-1]
+    return name.split(".")[0] or name
+
+
+def load_texts(source: str, text_field: str = "text", max_docs: int | None = None) -> list[str]:
+    from langadapt.io.sources import iter_documents
+
+    texts = []
+    for doc in iter_documents(source, text_field):
+        texts.append(doc)
+        if max_docs is not None and len(texts) >= max_docs:
+            break
+    if not texts:
+        raise InputError(f"'{source}' has no documents to evaluate (empty input)")
+    return texts
+
+
+def load_model_and_tokenizer(model_name: str, tokenizer_name: str | None = None, device: str | None = None):
+    """Model (causal or masked, from its config) and its tokenizer; one-line errors when either is missing."""
+    from langadapt.io.models import load_model, load_tokenizer
+
+    tokenizer_name = tokenizer_name or model_name
+    if Path(tokenizer_name).is_dir() and not any(
+            (Path(tokenizer_name) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                                                          "tokenizer.model", "vocab.json")):
+        raise InputError(f"'{tokenizer_name}' has no tokenizer (no tokenizer.json / tokenizer_config.json); "
+                         "save the tokenizer beside the model or pass --tokenizer")
+    tokenizer = load_tokenizer(tokenizer_name)
+    model = load_model(model_name)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+def _format_table(results: dict[str, dict]) -> str:
+    header = f"{'lang':<12} {'scoring':<7} {'bits/byte':>9} {'tok ppl':>10} {'tok/word':>8} {'bytes/tok':>9} {'docs':>6} {'tokens':>9}"
+    lines = [header]
+    for lang, r in results.items():
+        lines.append(f"{lang:<12} {r['scoring']:<7} {r['bits_per_byte']:>9.4f} {r['token_perplexity']:>10.3f} "
+                     f"{r['tokens_per_word']:>8.3f} {r['bytes_per_token']:>9.3f} {r['documents']:>6} {r['tokens']:>9}")
+    return "\n".join(lines)
+
+
+def bpb_command(args: BpbArgs) -> int:
+    sources = split_list(args.input)
+    langs = split_list(args.lang) or [_lang_name(s) for s in sources]
+    if not sources:
+        raise InputError("--input is empty; pass a text source")
+    if len(langs) != len(sources):
+        raise InputError(f"{len(sources)} --input source(s) but {len(langs)} --lang name(s); give one name per source")
+    if len(set(langs)) != len(langs):
+        raise InputError(f"language names must be distinct, got {', '.join(langs)}; pass --lang")
+    for name, value in (("--batch-size", args.batch_size), ("--max-docs", args.max_docs),
+                        ("--stride", args.stride)):
+        if value is not None and value < 1:
+            raise InputError(f"{name} must be >= 1, got {value}")
+    if args.max_length is not None and args.max_length < 2:
+        raise InputError(f"--max-length must be >= 2, got {args.max_length}")
+    texts = {lang: load_texts(src, args.text_field, args.max_docs) for lang, src in zip(langs, sources)}
+    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.device)
+    results = {}
+    for lang, docs in texts.items():
+        info(f"scoring {len(docs)} documents of {lang}")
+        results[lang] = bits_per_byte(model, tokenizer, docs, max_length=args.max_length, stride=args.stride,
+                                      batch_size=args.batch_size)
+    total_nll = sum(r["nll_sum"] for r in results.values())
+    total_bytes = sum(r["bytes"] for r in results.values())
+    summary = dict(next(iter(results.values()))) if len(results) == 1 else {
+        "bits_per_byte": nll_to_bpb(total_nll, total_bytes),
+        "scoring": next(iter(results.values()))["scoring"],
+        "bytes": total_bytes,
+    }
+    summary.update(model=args.model, languages=results)
+    if args.json:
+        print(json.dumps(summary, indent=None))
+    else:
+        print(_format_table(results))
+        if results and next(iter(results.values()))["scoring"] == "pll":
+            print("(masked LM: pseudo-log-likelihood bits per byte; not comparable with causal BPB)")
+    return 0

@@ -12,6 +12,11 @@ os.environ.setdefault("LANGADAPT_QUIET", "1")
 
 import random  # noqa: E402
 
+import torch  # noqa: E402
+
+# The test models are tiny: one thread is fastest and never stalls when the cores are shared.
+torch.set_num_threads(1)
+
 import pytest  # noqa: E402
 
 WORDS = ("the a of and to in is was for on with as by at from that this it be are an or "

@@ -222,7 +222,8 @@ def _mlm_val_loss(model, split, tokenizer, cfg) -> float:
 
 # ---- the loop ------------------------------------------------------------------------------------
 
-def train(cfg: TrainRunConfig) -> dict:
+def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
+    """Run (or resume) a training run; returns the final metrics. ``announce`` prints the resolved config."""
     from langadapt.config import save_config, to_yaml
     from langadapt.io.models import load_tokenizer
     from langadapt.train.checkpoint import (list_checkpoints, load_checkpoint_state, resolve_resume,
@@ -288,7 +289,8 @@ def train(cfg: TrainRunConfig) -> dict:
     if main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out)
-        info("resolved config:\n" + to_yaml(cfg))
+        if announce:
+            info("resolved config:\n" + to_yaml(cfg))
     log = MetricsLog(out / "metrics.jsonl", resume_step=start_step if checkpoint_path else None,
                      tensorboard_dir=out / "tensorboard" if cfg.log.tensorboard else None,
                      wandb_config=json.loads(json.dumps(vars(cfg), default=str)) if cfg.log.wandb else None) \

@@ -1,0 +1,287 @@
+"""``langadapt demo``: the whole adaptation workflow, offline, on CPU, in a few minutes.
+
+synthetic parallel languages -> source tokenizer + small "pretrained" source model (trained here) ->
+target tokenizer + smaller helper model -> transfer with each method -> target-language bits per
+byte at step 0 -> short continued pretraining (embedding-only phase, then full) -> report.
+
+Every step can take real inputs instead (``--source-model``, ``--target-tokenizer``, ``--helper-model``,
+``--source-corpus``, ``--target-corpus``: local paths or Hub ids / hf:// sources).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from langadapt.errors import ConfigError, InputError
+from langadapt.progress import info
+
+
+@dataclass
+class DemoArgs:
+    out: str = "demo_out"
+    """Output directory (report.md, report.json, curves.png, and every intermediate model and store)."""
+    quick: bool = False
+    """Smaller everything: about two minutes on two CPU cores."""
+    seed: int = 0
+    """Seed of the synthetic languages, the models and the training runs."""
+    methods: str = "random,mean,fvt,clp,focus"
+    """Transfer methods to compare (comma-separated)."""
+    source_lang: str = "en"
+    """Source language label of the synthetic corpus."""
+    target_lang: str = "de"
+    """Target language label of the synthetic corpus."""
+    source_corpus: Optional[str] = None
+    """Real source-language text instead of the synthetic one (file, folder or hf://)."""
+    target_corpus: Optional[str] = None
+    """Real target-language text instead of the synthetic one (file, folder or hf://)."""
+    source_model: Optional[str] = None
+    """A real source model (dir or Hub id) instead of training a small one here."""
+    target_tokenizer: Optional[str] = None
+    """A real target tokenizer instead of training one here."""
+    helper_model: Optional[str] = None
+    """A real target-language helper model for CLP (must use the target tokenizer)."""
+    vocab_size: Optional[int] = None
+    """Vocabulary size of the tokenizers trained here (default 1000, quick 800)."""
+    adapt_steps: Optional[int] = None
+    """Continued-pretraining steps per method, embedding phase included (default 300, quick 80)."""
+    threads: int = 1
+    """torch CPU threads. The demo's models are tiny, so one thread is fastest (more only adds overhead)."""
+    overwrite: bool = False
+    """Replace an existing output directory."""
+
+
+@dataclass
+class Plan:
+    mb: float
+    vocab: int
+    source_steps: int
+    helper_steps: int
+    adapt_steps: int
+    embedding_steps: int
+    source_width: int
+    helper_width: int
+    layers: int
+    block: int = 64
+    micro: int = 16
+    val_docs: int = 100
+
+
+def make_plan(args: DemoArgs) -> Plan:
+    if args.quick:
+        plan = Plan(mb=0.4, vocab=800, source_steps=300, helper_steps=150, adapt_steps=80, embedding_steps=20,
+                    source_width=64, helper_width=32, layers=2)
+    else:
+        plan = Plan(mb=2.0, vocab=1000, source_steps=1200, helper_steps=500, adapt_steps=300, embedding_steps=60,
+                    source_width=128, helper_width=64, layers=3)
+    if args.vocab_size:
+        plan.vocab = args.vocab_size
+    if args.adapt_steps:
+        plan.adapt_steps = args.adapt_steps
+        plan.embedding_steps = max(0, args.adapt_steps // 4)
+    return plan
+
+
+def _write_jsonl(path: Path, texts) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for text in texts:
+            handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+
+
+def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
+    """One jsonl per language with the validation documents FIRST (prepare splits them off by count)."""
+    from langadapt.demo.synth import generate_languages
+    from langadapt.io.sources import iter_documents
+
+    paths = {}
+    need_synth = args.source_corpus is None or args.target_corpus is None
+    synth = generate_languages([args.source_lang, args.target_lang], mb=plan.mb, seed=args.seed,
+                               val_docs=plan.val_docs) if need_synth else {}
+    for role, lang, real in (("source", args.source_lang, args.source_corpus), ("target", args.target_lang, args.target_corpus)):
+        path = work / f"{role}.jsonl"
+        if real is not None:
+            _write_jsonl(path, iter_documents(real))
+        else:
+            _write_jsonl(path, synth[lang]["val"] + synth[lang]["train"])
+        paths[role] = path
+    return paths
+
+
+def _tokenizer(corpus: Path, out: Path, vocab: int, val_docs: int):
+    from langadapt.io.sources import iter_documents
+    from langadapt.tokenizer.train import train_tokenizer
+
+    docs = iter_documents(corpus)
+    for _ in range(val_docs):  # keep validation text out of the tokenizer
+        next(docs, None)
+    tok = train_tokenizer(docs, kind="byte-bpe", vocab_size=vocab)
+    tok.save_pretrained(out)
+    return tok
+
+
+def _tiny_llama(tokenizer, width: int, layers: int, out: Path, seed: int) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=width * 4,
+                         num_hidden_layers=layers, num_attention_heads=max(1, width // 16),
+                         num_key_value_heads=max(1, width // 32), max_position_embeddings=256,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _run_config(model: Path, out: Path, store: Path, plan: Plan, steps: int, lr: float, seed: int,
+                embedding_steps: int = 0, eval_every: int = 0):
+    from langadapt.train.config import (CheckpointArgs, DataArgs, EmbeddingPhaseArgs, EvalArgs, LogArgs, TrainArgs,
+                                        TrainRunConfig)
+
+    return TrainRunConfig(
+        model=str(model), out_dir=str(out),
+        data=DataArgs(train={"target": str(store)}, block_size=plan.block),
+        train=TrainArgs(steps=steps, micro_batch_size=plan.micro, global_batch_size=plan.micro, lr=lr,
+                        schedule="cosine", warmup_steps=max(1, steps // 20), min_lr=lr / 10, seed=seed,
+                        embedding_phase=EmbeddingPhaseArgs(steps=embedding_steps, lr=lr * 3)),
+        checkpoint=CheckpointArgs(every=0, keep_last=1),
+        log=LogArgs(every=max(1, steps // 40)),
+        eval=EvalArgs(every=eval_every, batch_size=16),
+    )
+
+
+def _pretrain(model_dir: Path, store: Path, run_dir: Path, plan: Plan, steps: int, seed: int) -> Path:
+    from langadapt.train.loop import train
+
+    train(_run_config(model_dir, run_dir, store, plan, steps, lr=3e-3, seed=seed), announce=False)
+    return run_dir / "final"
+
+
+def _plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, points in curves.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name)
+    ax.set_xlabel("continued-pretraining step")
+    ax.set_ylabel("validation bits per byte")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_demo(args: DemoArgs) -> dict:
+    from langadapt.config import save_config
+    from langadapt.data.prepare import prepare_store
+    from langadapt.io.atomic import atomic_dir
+    from langadapt.io.models import load_tokenizer
+    from langadapt.transfer import METHODS, transfer
+    from langadapt.train.loop import train
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise ConfigError(f"unknown transfer method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
+    if "wechsel" in methods:
+        raise ConfigError("the demo does not run wechsel (it needs word-level fastText models and a dictionary); "
+                          "use `langadapt transfer --method wechsel` directly")
+    plan = make_plan(args)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    started = time.perf_counter()
+    with atomic_dir(args.out, overwrite=args.overwrite) as out:
+        save_config(args, out)
+        work = out / "work"
+        work.mkdir()
+        info(f"[1/6] corpora ({'synthetic' if not (args.source_corpus and args.target_corpus) else 'given'})")
+        corpus = _corpus(args, plan, work)
+
+        info("[2/6] source tokenizer and source model")
+        if args.source_model:
+            source_model = args.source_model
+        else:
+            src_tok = _tokenizer(corpus["source"], work / "source_tokenizer", plan.vocab, plan.val_docs)
+            src_store = work / "source_store"
+            prepare_store(str(corpus["source"]), src_tok, src_store, val_docs=plan.val_docs, workers=1)
+            init = _tiny_llama(src_tok, plan.source_width, plan.layers, work / "source_init", args.seed)
+            source_model = str(_pretrain(init, src_store, work / "source_run", plan, plan.source_steps, args.seed))
+
+        info("[3/6] target tokenizer and helper model")
+        if args.target_tokenizer:
+            tgt_tok = load_tokenizer(args.target_tokenizer)
+            target_tokenizer = args.target_tokenizer
+        else:
+            tgt_tok = _tokenizer(corpus["target"], work / "target_tokenizer", plan.vocab, plan.val_docs)
+            target_tokenizer = str(work / "target_tokenizer")
+        tgt_store = work / "target_store"
+        prepare_store(str(corpus["target"]), tgt_tok, tgt_store, val_docs=plan.val_docs, workers=1)
+        helper = args.helper_model
+        if helper is None and "clp" in methods:
+            init = _tiny_llama(tgt_tok, plan.helper_width, 1, work / "helper_init", args.seed + 1)
+            helper = str(_pretrain(init, tgt_store, work / "helper_run", plan, plan.helper_steps, args.seed))
+
+        info(f"[4/6] transfer: {', '.join(methods)}")
+        reports = {}
+        for method in methods:
+            inputs = {}
+            if method == "clp":
+                inputs["helper_model"] = helper
+            if method == "focus":
+                inputs["corpus"] = str(corpus["target"])
+            reports[method] = transfer(method, source_model, None if method == "clp" else target_tokenizer,
+                                       str(out / "models" / method), seed=args.seed, **inputs)
+
+        info(f"[5/6] continued pretraining, {plan.adapt_steps} steps per method "
+             f"({plan.embedding_steps} embedding-only first)")
+        results, curves = {}, {}
+        for method in methods:
+            run_dir = out / "runs" / method
+            train(_run_config(out / "models" / method, run_dir, tgt_store, plan, plan.adapt_steps, lr=2e-3,
+                              seed=args.seed, embedding_steps=plan.embedding_steps,
+                              eval_every=max(1, plan.adapt_steps // 8)), announce=False)
+            records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+            points = [(r["step"], r["val_bpb/target"]) for r in records if "val_bpb/target" in r]
+            curves[method] = points
+            counts = reports[method].get("counts", {})
+            results[method] = {"bpb_start": points[0][1], "bpb_end": points[-1][1], "transfer": counts}
+
+        info("[6/6] report")
+        report = {"methods": results, "target_lang": args.target_lang, "source_lang": args.source_lang,
+                  "seed": args.seed, "quick": args.quick, "plan": vars(plan),
+                  "seconds": round(time.perf_counter() - started, 1)}
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        _plot(curves, out / "curves.png", f"{args.source_lang} → {args.target_lang}: validation BPB while adapting")
+        table = format_table(results)
+        (out / "report.md").write_text(
+            f"# langadapt demo: {args.source_lang} → {args.target_lang}\n\n"
+            f"Bits per byte on {plan.val_docs} held-out target-language documents, right after the transfer "
+            f"(start) and after {plan.adapt_steps} steps of continued pretraining ({plan.embedding_steps} "
+            f"embedding-only) (end). Lower is better.\n\n{table}\n\n![curves](curves.png)\n", encoding="utf-8")
+    print(format_table(results))
+    print(f"wrote {args.out}/report.md, report.json, curves.png in {report['seconds']:.0f} s")
+    return report
+
+
+def format_table(results: dict) -> str:
+    lines = ["| method | BPB start | BPB end |", "|---|---:|---:|"]
+    for method, r in sorted(results.items(), key=lambda kv: kv[1]["bpb_end"]):
+        lines.append(f"| {method} | {r['bpb_start']:.3f} | {r['bpb_end']:.3f} |")
+    return "\n".join(lines)
+
+
+def demo_command(args: DemoArgs) -> int:
+    if Path(args.out).exists() and not args.overwrite:
+        raise InputError(f"output '{args.out}' already exists; choose another --out or pass --overwrite")
+    run_demo(args)
+    return 0

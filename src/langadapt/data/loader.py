@@ -7,10 +7,14 @@ Two modes:
 - ``packed``: whole documents packed greedily (next-fit) into blocks, padding at the end; documents
   longer than a block are cut into block-sized pieces. Position ids restart at every document, and
   HF models (through ``transformers.masking_utils``'s packed-sequence detection, which needs
-  ``attention_mask=None`` and ``use_cache=False``) then never attend across documents.
+  ``attention_mask=None`` and no KV cache, i.e. ``use_cache=False``) then never attend across documents.
 
-Labels are the input ids with ``-100`` where the model must not be asked to predict: BOS, padding
-and, in packed mode, the first token of every segment (its left neighbour belongs to another document).
+Labels are the input ids with ``-100`` where the model must not be asked to predict: the BOS tokens the
+loader inserted, padding and, in packed mode, the first token of every segment (its left neighbour
+belongs to another document). EOS is predicted.
+
+Blocks are described by "pieces": a run ``[start, stop)`` of one document *framed* with its BOS/EOS,
+copied to a destination offset of the batch. Both modes reduce to the same vectorized gather.
 """
 
 from __future__ import annotations
@@ -39,6 +43,80 @@ class LoaderConfig:
     """Put EOS after each document (when the tokenizer has one)."""
 
 
+# ---- pure array helpers ----------------------------------------------------------------------------
+
+def ragged_arange(lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(n) for n in lengths])`` without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+
+
+def split_into_pieces(framed_lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut each framed document into block-sized pieces from its start -> (slot, start, length) per piece."""
+    counts = -(-framed_lengths // block_size)
+    slot = np.repeat(np.arange(len(framed_lengths), dtype=np.int64), counts)
+    start = ragged_arange(counts) * block_size
+    length = np.minimum(framed_lengths[slot] - start, block_size)
+    return slot, start, length
+
+
+def next_fit_block_starts(piece_lengths: np.ndarray, block_size: int) -> np.ndarray:
+    """Greedy next-fit packing of pieces (each <= block_size), kept in order: the first piece of every
+    block, plus a final sentinel ``len(piece_lengths)``. One ``searchsorted`` per block, not per piece."""
+    ends = np.cumsum(piece_lengths, dtype=np.int64)
+    starts = [0]
+    first = 0
+    while True:
+        base = int(ends[first - 1]) if first else 0
+        first = int(np.searchsorted(ends, base + block_size, side="right"))
+        if first >= len(ends):
+            break
+        starts.append(first)
+    starts.append(len(ends))
+    return np.asarray(starts, dtype=np.int64)
+
+
+@dataclass
+class Pieces:
+    """Runs to copy: framed document ``doc`` positions ``[start, start+length)`` to batch offset ``dst``."""
+
+    doc: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+    dst: np.ndarray
+
+
+def gather_pieces(split: StoreSplit, doc_lengths: np.ndarray, pieces: Pieces, total: int, *, bos_id: int | None,
+                  eos_id: int | None, fill_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fill a flat buffer of ``total`` tokens from the framed pieces -> (ids, is_inserted_bos).
+
+    Framed position f of document d is BOS (f == 0 when BOS is on), EOS (f == n_d + lead when EOS is on),
+    else token ``offsets[d] + f - lead``. One fancy-index read of the memmap for all pieces together.
+    """
+    lead = 1 if bos_id is not None else 0
+    within = ragged_arange(pieces.length)                      # offset inside each piece
+    dst = np.repeat(pieces.dst, pieces.length) + within
+    doc = np.repeat(pieces.doc, pieces.length)
+    framed = np.repeat(pieces.start, pieces.length) + within    # framed position inside the document
+    n_tokens = split.num_tokens
+    src = split.offsets[doc].astype(np.int64) + framed - lead
+    np.clip(src, 0, n_tokens - 1, out=src)                      # BOS/EOS slots read a dummy token, overwritten below
+    ids = np.full(total, fill_id, dtype=np.int64)
+    ids[dst] = split.tokens[src]
+    is_bos = np.zeros(total, dtype=bool)
+    if bos_id is not None:
+        at = dst[framed == 0]
+        ids[at] = bos_id
+        is_bos[at] = True
+    if eos_id is not None:
+        ids[dst[framed == doc_lengths[doc] + lead]] = eos_id
+    return ids, is_bos
+
+
+# ---- the loader -------------------------------------------------------------------------------------
+
 class BlockLoader:
     """Infinite iterator of micro-batches of blocks from one store split (one rank's share)."""
 
@@ -49,10 +127,12 @@ class BlockLoader:
             raise ConfigError(f"block_size must be >= 2, got {config.block_size}")
         if config.mode not in ("concat", "packed"):
             raise ConfigError(f"unknown loader mode '{config.mode}'; use concat or packed")
+        if micro_batch_size < 1:
+            raise ConfigError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"rank {rank} outside world size {world_size}")
         if split.num_docs == 0 or split.num_tokens == 0:
             raise StoreError(f"split '{split.name}' of the token store is empty; nothing to train on")
-        if not 0 <= rank < world_size:
-            raise ConfigError(f"rank {rank} outside world size {world_size}")
         self.split, self.config = split, config
         self.micro_batch_size = micro_batch_size
         self.bos_id = bos_id if config.add_bos else None
@@ -71,114 +151,113 @@ class BlockLoader:
     def _plan_epoch(self) -> None:
         order = self._order(self.epoch)
         extra = (self.bos_id is not None) + (self.eos_id is not None)
-        lengths = self._lengths[order] + extra
+        framed = self._lengths[order] + extra
         T = self.config.block_size
+        self._slot_doc = order
         if self.config.mode == "concat":
-            self._order_docs = order
-            self._stream_ends = np.cumsum(lengths)
+            self._stream_ends = np.cumsum(framed)
+            self._framed = framed
             n_blocks = int(self._stream_ends[-1] // T)
             if n_blocks == 0:
                 raise StoreError(f"split '{self.split.name}' holds fewer than block_size={T} tokens; "
                                  "use a smaller block size or more data")
-            all_blocks = np.arange(n_blocks)
         else:
-            all_blocks = self._pack(order, lengths, T)
-        self._blocks = all_blocks[self.rank::self.world_size]
+            slot, start, length = split_into_pieces(framed, T)
+            self._piece_doc, self._piece_start, self._piece_len = order[slot], start, length
+            self._block_first = next_fit_block_starts(length, T)
+            n_blocks = len(self._block_first) - 1
+        self._blocks = np.arange(self.rank, n_blocks, self.world_size, dtype=np.int64)
         self.blocks_per_epoch = len(self._blocks)
         if self.blocks_per_epoch == 0:
-            raise StoreError(f"split '{self.split.name}' is too small to give rank {self.rank} of {self.world_size} a block")
-
-    def _pack(self, order: np.ndarray, lengths: np.ndarray, T: int):
-        """Next-fit packing -> list of blocks, each a list of (doc, start, stop) segments (with BOS/EOS offsets)."""
-        blocks: list[list[tuple[int, int, int]]] = []
-        current: list[tuple[int, int, int]] = []
-        used = 0
-        for doc, length in zip(order.tolist(), lengths.tolist()):
-            start = 0
-            while start < length:
-                piece = min(T, length - start)
-                if used + piece > T:
-                    blocks.append(current)
-                    current, used = [], 0
-                current.append((doc, start, start + piece))
-                used += piece
-                start += piece
-        if current:
-            blocks.append(current)
-        return np.array(blocks, dtype=object) if blocks else np.empty(0, dtype=object)
+            raise StoreError(f"split '{self.split.name}' is too small to give rank {self.rank} of "
+                             f"{self.world_size} a block of {T} tokens")
 
     # ---- building blocks -----------------------------------------------------------------------
-    def _framed_slice(self, doc: int, a: int, z: int) -> np.ndarray:
-        """Positions [a, z) of ``BOS? doc EOS?`` without materializing the whole document."""
-        n = int(self._lengths[doc])
-        lead = 1 if self.bos_id is not None else 0
-        parts = []
-        if lead and a == 0:
-            parts.append(np.array([self.bos_id], dtype=np.int64))
-        t0, t1 = max(a - lead, 0), min(z - lead, n)
-        if t1 > t0:
-            base = int(self.split.offsets[doc])
-            parts.append(np.asarray(self.split.tokens[base + t0:base + t1], dtype=np.int64))
-        if self.eos_id is not None and z == n + lead + 1:
-            parts.append(np.array([self.eos_id], dtype=np.int64))
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def _concat_block(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _concat_pieces(self, blocks: np.ndarray) -> Pieces:
         T = self.config.block_size
-        lo, hi = b * T, (b + 1) * T
-        ends = self._stream_ends
-        first = int(np.searchsorted(ends, lo, side="right"))
-        pieces = []
-        pos = lo
-        i = first
-        while pos < hi:
-            doc_start = int(ends[i - 1]) if i > 0 else 0
-            a, z = pos - doc_start, min(hi, int(ends[i])) - doc_start
-            pieces.append(self._framed_slice(int(self._order_docs[i]), a, z))
-            pos += z - a
-            i += 1
-        ids = np.concatenate(pieces)
+        ends, framed = self._stream_ends, self._framed
+        lo = blocks * T
+        first = np.searchsorted(ends, lo, side="right")
+        last = np.searchsorted(ends, lo + T - 1, side="right")
+        counts = last - first + 1
+        row = np.repeat(np.arange(len(blocks)), counts)
+        slot = np.repeat(first, counts) + ragged_arange(counts)
+        doc_lo = ends[slot] - framed[slot]                          # stream offset of the framed document
+        take_lo = np.maximum(doc_lo, lo[row])
+        take_hi = np.minimum(ends[slot], lo[row] + T)
+        return Pieces(doc=self._slot_doc[slot], start=take_lo - doc_lo, length=take_hi - take_lo,
+                      dst=row * T + (take_lo - lo[row]))
+
+    def _packed_pieces(self, blocks: np.ndarray) -> Pieces:
+        T = self.config.block_size
+        first, stop = self._block_first[blocks], self._block_first[blocks + 1]
+        counts = stop - first
+        row = np.repeat(np.arange(len(blocks)), counts)
+        piece = np.repeat(first, counts) + ragged_arange(counts)
+        length = self._piece_len[piece]
+        in_block = np.cumsum(length) - length                       # running offset, reset per block below
+        in_block -= np.repeat(in_block[np.cumsum(counts) - counts], counts)
+        return Pieces(doc=self._piece_doc[piece], start=self._piece_start[piece], length=length,
+                      dst=row * T + in_block)
+
+    def blocks(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Blocks ``indices`` of this rank's share of the current epoch -> ids, labels, position ids, each [n, T]."""
+        T = self.config.block_size
+        blocks = self._blocks[np.asarray(indices, dtype=np.int64).reshape(-1)]
+        n = len(blocks)
+        if self.config.mode == "concat":
+            pieces = self._concat_pieces(blocks)
+        else:
+            pieces = self._packed_pieces(blocks)
+        ids, is_bos = gather_pieces(self.split, self._lengths, pieces, n * T, bos_id=self.bos_id,
+                                    eos_id=self.eos_id, fill_id=self.pad_id)
         labels = ids.copy()
-        if self.bos_id is not None:
-            labels[ids == self.bos_id] = IGNORE
-        return ids, labels, np.arange(T, dtype=np.int64)
-
-    def _packed_block(self, segments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        T = self.config.block_size
-        ids = np.full(T, self.pad_id, dtype=np.int64)
-        labels = np.full(T, IGNORE, dtype=np.int64)
-        positions = np.empty(T, dtype=np.int64)
-        at = 0
-        for doc, start, stop in segments:
-            piece = self._framed_slice(doc, start, stop)
-            n = len(piece)
-            ids[at:at + n] = piece
-            labels[at + 1:at + n] = piece[1:]  # the segment's first token has no left context of its own
-            positions[at:at + n] = np.arange(n)
-            at += n
-        positions[at:] = np.arange(T - at)  # padding forms its own segment
-        if self.bos_id is not None:
-            labels[ids == self.bos_id] = IGNORE
-        return ids, labels, positions
+        labels[is_bos] = IGNORE
+        if self.config.mode == "concat":
+            positions = np.broadcast_to(np.arange(T, dtype=np.int64), (n, T)).copy()
+        else:
+            covered = np.zeros(n * T, dtype=bool)
+            covered[np.repeat(pieces.dst, pieces.length) + ragged_arange(pieces.length)] = True
+            labels[~covered] = IGNORE                               # padding
+            labels[pieces.dst] = IGNORE                             # a segment's first token has no context of its own
+            # positions restart at each piece and at the padding run that ends a block
+            seg_start = np.zeros(n * T, dtype=bool)
+            seg_start[pieces.dst] = True
+            seg_start[1:] |= covered[:-1] & ~covered[1:]
+            seg_start[::T] = True
+            idx = np.arange(n * T)
+            positions = idx - np.maximum.accumulate(np.where(seg_start, idx, 0))
+        return ids.reshape(n, T), labels.reshape(n, T), positions.reshape(n, T)
 
     def block(self, index: int):
-        """Block ``index`` of this rank's share of the current epoch: (ids, labels, position ids)."""
-        b = self._blocks[index]
-        return self._concat_block(int(b)) if self.config.mode == "concat" else self._packed_block(b)
+        """Block ``index`` of this rank's share of the current epoch: (ids, labels, position ids), each [T]."""
+        ids, labels, positions = self.blocks([index])
+        return ids[0], labels[0], positions[0]
 
     # ---- iteration and state -------------------------------------------------------------------
+    def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next ``n`` blocks in order (crossing into new epochs as needed), each array [n, T]."""
+        parts = []
+        while n > 0:
+            if self.position >= self.blocks_per_epoch:
+                self.epoch += 1
+                self.position = 0
+                self._plan_epoch()
+            take = min(n, self.blocks_per_epoch - self.position)
+            parts.append(self.blocks(np.arange(self.position, self.position + take)))
+            self.position += take
+            n -= take
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+
     def next_block(self):
-        if self.position >= self.blocks_per_epoch:
-            self.epoch += 1
-            self.position = 0
-            self._plan_epoch()
-        out = self.block(self.position)
-        self.position += 1
-        return out
+        ids, labels, positions = self.next_blocks(1)
+        return ids[0], labels[0], positions[0]
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        rows = [self.next_block() for _ in range(self.micro_batch_size)]
-        return collate(rows, [self.lang_id] * len(rows))
+        ids, labels, positions = self.next_blocks(self.micro_batch_size)
+        return to_batch(ids, labels, positions, np.full(len(ids), self.lang_id))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         while True:
@@ -189,18 +268,27 @@ class BlockLoader:
                 "world_size": self.world_size, "block_size": self.config.block_size, "mode": self.config.mode}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "block_size", "mode", "world_size"):
-            mine = self.seed if key == "seed" else self.world_size if key == "world_size" else getattr(self.config, key)
-            if state.get(key) != mine:
-                raise ConfigError(f"loader state was saved with {key}={state.get(key)!r}, this run has {mine!r}; "
+        mine = {"seed": self.seed, "world_size": self.world_size, "rank": self.rank,
+                "block_size": self.config.block_size, "mode": self.config.mode}
+        for key, value in mine.items():
+            if state.get(key) != value:
+                raise ConfigError(f"loader state was saved with {key}={state.get(key)!r}, this run has {value!r}; "
                                   "resume with the same data settings")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._plan_epoch()
+        if not 0 <= self.position <= self.blocks_per_epoch:
+            raise ConfigError(f"loader state points at block {self.position} of an epoch of {self.blocks_per_epoch}; "
+                              "the token store changed since the checkpoint")
+
+
+def to_batch(ids: np.ndarray, labels: np.ndarray, positions: np.ndarray, lang_ids) -> dict[str, torch.Tensor]:
+    """[B, T] arrays -> the batch dict every loader returns."""
+    return {"input_ids": torch.from_numpy(np.ascontiguousarray(ids)),
+            "labels": torch.from_numpy(np.ascontiguousarray(labels)),
+            "position_ids": torch.from_numpy(np.ascontiguousarray(positions)),
+            "lang_ids": torch.as_tensor(np.asarray(lang_ids), dtype=torch.long)}
 
 
 def collate(rows, lang_ids) -> dict[str, torch.Tensor]:
-    ids = torch.from_numpy(np.stack([r[0] for r in rows]))
-    labels = torch.from_numpy(np.stack([r[1] for r in rows]))
-    positions = torch.from_numpy(np.stack([r[2] for r in rows]))
-    return {"input_ids": ids, "labels": labels, "position_ids": positions,
-            "lang_ids": torch.tensor(lang_ids, dtype=torch.long)}
+    """Stack (ids, labels, positions) rows of [T] into a batch."""
+    return to_batch(*(np.stack([r[k] for r in rows]) for k in range(3)), lang_ids)

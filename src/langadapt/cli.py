@@ -166,7 +166,7 @@ def build_parser(command: Command):
     for name, nargs in command.positionals:
         ftype = args_cls.__dataclass_fields__[name].type
         kwargs = {"nargs": nargs} if nargs else {}
-        parser.add_argument(name, type=list[str] if nargs else str, help=f"{name} ({ftype})", **kwargs)
+        parser.add_argument(name, type=str, help=f"{name} ({ftype})", **kwargs)  # nargs collects the list
     parser.add_class_arguments(args_cls, nested_key=None, skip=skip, fail_untyped=True, sub_configs=True)
     return parser, args_cls
 

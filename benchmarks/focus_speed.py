@@ -117,7 +117,8 @@ def main() -> None:
     import torch
 
     started = time.perf_counter()
-    source_tok, target_tok, fasttext_path = build(args.cache / f"v{args.vocab}", args.vocab, args.ft_dim, args.sentences)
+    cache = args.cache / f"v{args.vocab}"
+    source_tok, target_tok, fasttext_path = build(cache, args.vocab, args.ft_dim, args.sentences)
     if args.vectors == "gaussian":
         fasttext_path = gaussian_copy(fasttext_path)
     print(f"inputs ready in {time.perf_counter() - started:.1f} s: |V_source| = {len(source_tok)}, "

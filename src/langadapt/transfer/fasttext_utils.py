@@ -23,7 +23,8 @@ FOCUS_FASTTEXT_NEG = 10
 
 
 _MAGIC, _MAX_VERSION = 793712314, 12
-_HEADER = struct.Struct("<12id")  # Args::save: dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate t
+# Args::save: dim ws epoch minCount neg wordNgrams loss model bucket minn maxn lrUpdateRate (int32), t (double)
+_HEADER = struct.Struct("<12id")
 _EOS = b"</s>"
 
 

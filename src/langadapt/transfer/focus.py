@@ -28,7 +28,8 @@ def _unit_rows(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
 
 
-def _block_weights(new: torch.Tensor, anchors: torch.Tensor, anchors32: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_weights(new: torch.Tensor, anchors: torch.Tensor,
+                   anchors32: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact float64 sparsemax(cos(new_i, anchors)) of unit rows ``new`` [b, f], padded form.
 
     Screening in float32 (one matmul, one partial sort) finds each row's top candidates; their cosines

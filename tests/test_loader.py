@@ -26,65 +26,106 @@ def framed(doc):
     return [BOS, *doc.tolist(), EOS]
 
 
-def test_concat_blocks_are_the_framed_stream_in_seeded_order(tmp_path):
-    split, docs = make_split(tmp_path)
-    loader = BlockLoader(split, LoaderConfig(block_size=16), micro_batch_size=1, bos_id=BOS, eos_id=EOS, seed=3)
-    order = np.random.default_rng([3, 0]).permutation(len(docs))
-    stream = [t for i in order for t in framed(docs[i])]
-    got = [loader.block(b)[0] for b in range(loader.blocks_per_epoch)]
-    assert loader.blocks_per_epoch == len(stream) // 16
-    assert np.concatenate(got).tolist() == stream[: 16 * loader.blocks_per_epoch]
-    ids, labels, positions = loader.block(0)
-    assert (labels[ids == BOS] == IGNORE).all() and (labels[ids != BOS] == ids[ids != BOS]).all()
-    assert positions.tolist() == list(range(16))
+def reference_blocks(docs, order, T, mode, bos, eos, pad):
+    """Plain-Python blocks of one epoch: (ids, labels, positions) lists, as the spec describes them."""
+    framed = []  # (token, is_inserted_bos) per position
+    for i in order:
+        framed.append(([(bos, True)] if bos is not None else []) + [(t, False) for t in docs[i].tolist()]
+                      + ([(eos, False)] if eos is not None else []))
+    blocks = []
+    if mode == "concat":
+        stream = [x for doc in framed for x in doc]
+        for k in range(len(stream) // T):
+            part = stream[k * T:(k + 1) * T]
+            blocks.append(([t for t, _ in part], [IGNORE if b else t for t, b in part], list(range(T))))
+        return blocks
+    pieces = [doc[j:j + T] for doc in framed for j in range(0, len(doc), T)]
+    current = []
+    for piece in pieces + [None]:
+        if piece is None or sum(len(p) for p in current) + len(piece) > T:
+            ids, labels, positions = [], [], []
+            for p in current:
+                ids += [t for t, _ in p]
+                labels += [IGNORE] + [IGNORE if b else t for t, b in p[1:]]
+                positions += list(range(len(p)))
+            n = T - len(ids)
+            blocks.append((ids + [pad] * n, labels + [IGNORE] * n, positions + list(range(n))))
+            current = []
+        if piece is not None:
+            current.append(piece)
+    return blocks
 
 
-def test_packed_blocks_hold_whole_documents_and_restart_positions(tmp_path):
-    split, docs = make_split(tmp_path, max_len=12)
-    loader = BlockLoader(split, LoaderConfig(block_size=16, mode="packed"), micro_batch_size=1, bos_id=BOS,
-                         eos_id=EOS, pad_id=PAD, seed=0)
-    seen = []
-    for b in range(loader.blocks_per_epoch):
-        ids, labels, positions = loader.block(b)
-        starts = np.flatnonzero(positions == 0)
-        for s, e in zip(starts, list(starts[1:]) + [16]):
-            seg = ids[s:e].tolist()
-            if seg[0] == BOS:
-                seen.append(seg)
-                assert labels[s] == IGNORE and labels[s + 1:e].tolist() == seg[1:]
-            else:
-                assert set(seg) == {PAD} and (labels[s:e] == IGNORE).all()
-    assert sorted(map(tuple, seen)) == sorted(tuple(framed(d)) for d in docs)
+@pytest.mark.parametrize("mode", ["concat", "packed"])
+@pytest.mark.parametrize("bos, eos", [(BOS, EOS), (None, EOS), (BOS, None), (None, None), (EOS, EOS)])
+def test_blocks_match_a_plain_python_reference(tmp_path, mode, bos, eos):
+    split, docs = make_split(tmp_path, max_len=40)  # some documents longer than a block
+    config = LoaderConfig(block_size=16, mode=mode, add_bos=bos is not None, add_eos=eos is not None)
+    loader = BlockLoader(split, config, micro_batch_size=1, bos_id=BOS if bos is None else bos,
+                         eos_id=EOS if eos is None else eos, pad_id=PAD, seed=3)
+    expected = reference_blocks(docs, np.random.default_rng([3, 0]).permutation(len(docs)), 16, mode, bos, eos, PAD)
+    assert loader.blocks_per_epoch == len(expected)
+    ids, labels, positions = loader.blocks(np.arange(loader.blocks_per_epoch))
+    assert ids.tolist() == [e[0] for e in expected]
+    assert labels.tolist() == [e[1] for e in expected]
+    assert positions.tolist() == [e[2] for e in expected]
+    if eos is not None:  # EOS is always predicted, also when it shares its id with BOS
+        assert (labels == eos).any()
 
 
-def test_packed_loss_equals_sum_of_per_document_losses(tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_causal_lm(kind: str, attn: str):
+    from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    split, docs = make_split(tmp_path, n_docs=12, max_len=10)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                         attn_implementation="sdpa")).eval()
+    if kind == "llama":
+        config = LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+        model = LlamaForCausalLM
+    elif kind == "gpt2":
+        config = GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=BOS,
+                            eos_token_id=EOS)
+        model = GPT2LMHeadModel
+    else:
+        config = GPTNeoXConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, max_position_embeddings=64)
+        model = GPTNeoXForCausalLM
+    config._attn_implementation = attn
+    return model(config).eval()
+
+
+@pytest.mark.parametrize("kind, attn", [("llama", "sdpa"), ("llama", "eager"), ("gpt2", "sdpa"), ("gpt2", "eager"),
+                                        ("gpt_neox", "sdpa"), ("gpt_neox", "eager")])
+def test_packed_loss_equals_sum_of_per_document_losses(tmp_path, kind, attn):
+    split, docs = make_split(tmp_path, n_docs=12, max_len=10)
+    model = tiny_causal_lm(kind, attn)
 
     def nll(ids, labels, positions=None):
         logits = model(input_ids=ids[None], position_ids=None if positions is None else positions[None],
-                       use_cache=False).logits[0]
+                       use_cache=False).logits[0].double()
         return torch.nn.functional.cross_entropy(logits[:-1], labels[1:], ignore_index=IGNORE, reduction="sum")
 
     loader = BlockLoader(split, LoaderConfig(block_size=32, mode="packed"), micro_batch_size=1, bos_id=BOS,
                          eos_id=EOS, pad_id=PAD)
+    assert loader.blocks_per_epoch < len(docs)  # blocks really hold several documents
     with torch.no_grad():
-        packed = sum(nll(*map(torch.from_numpy, loader.block(b))) for b in range(loader.blocks_per_epoch))
-        separate = 0.0
+        ids, labels, positions = map(torch.from_numpy, loader.blocks(np.arange(loader.blocks_per_epoch)))
+
+        def packed_nll(**kwargs):  # one batched call over all blocks of the epoch
+            logits = model(input_ids=ids, position_ids=positions, use_cache=False, **kwargs).logits.double()
+            return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+                                                     ignore_index=IGNORE, reduction="sum")
+
+        separate = torch.zeros((), dtype=torch.double)
         for d in docs:
-            ids = torch.tensor(framed(d))
-            labels = ids.clone()
-            labels[0] = IGNORE
-            separate += nll(ids, labels)
-        concat_like = nll(*map(torch.from_numpy, loader.block(0)[:2]))  # same block without restarted positions
-    assert torch.isclose(packed, torch.as_tensor(separate), rtol=1e-5)
-    first_block_alone = nll(*map(torch.from_numpy, loader.block(0)))
-    assert not torch.isclose(concat_like, first_block_alone, rtol=1e-4)  # without position ids attention crosses docs
+            doc_ids = torch.tensor(framed(d))
+            doc_labels = doc_ids.clone()
+            doc_labels[0] = IGNORE
+            separate += nll(doc_ids, doc_labels)
+        # an explicit all-ones mask turns packed-sequence detection off: attention then crosses documents
+        crossing = packed_nll(attention_mask=torch.ones_like(ids))
+        packed = packed_nll()
+    assert torch.isclose(packed, separate, rtol=1e-5, atol=0)
+    assert not torch.isclose(crossing, separate, rtol=1e-5, atol=0)  # the tolerance can tell the two apart
 
 
 @pytest.mark.parametrize("mode", ["concat", "packed"])
@@ -119,6 +160,28 @@ def test_ranks_see_disjoint_blocks_covering_the_epoch(tmp_path, world, mode):
     assert sorted(b for s in shards for b in s) == everything
 
 
+def test_epochs_repeat_with_a_new_seeded_order(tmp_path):
+    split, docs = make_split(tmp_path)
+    loader = BlockLoader(split, LoaderConfig(block_size=16), micro_batch_size=1, bos_id=BOS, eos_id=EOS, seed=4)
+    n = loader.blocks_per_epoch
+    ids = loader.next_blocks(n + 5)[0]  # crosses into epoch 1 inside one call
+    for epoch, rows in ((0, ids[:n]), (1, ids[n:])):
+        order = np.random.default_rng([4, epoch]).permutation(len(docs))
+        expected = [e[0] for e in reference_blocks(docs, order, 16, "concat", BOS, EOS, PAD)]
+        assert rows.tolist() == expected[:len(rows)]
+    assert loader.epoch == 1 and loader.position == 5
+
+
+def test_batch_format(tmp_path):
+    split, _ = make_split(tmp_path)
+    batch = BlockLoader(split, LoaderConfig(block_size=16, mode="packed"), micro_batch_size=3, bos_id=BOS,
+                        eos_id=EOS, lang_id=2).next_batch()
+    assert set(batch) == {"input_ids", "labels", "position_ids", "lang_ids"}
+    for key in ("input_ids", "labels", "position_ids"):
+        assert batch[key].shape == (3, 16) and batch[key].dtype == torch.long
+    assert batch["lang_ids"].tolist() == [2, 2, 2]
+
+
 def test_errors(tmp_path):
     split, _ = make_split(tmp_path)
     with pytest.raises(ConfigError, match="block_size"):
@@ -129,3 +192,16 @@ def test_errors(tmp_path):
     other = BlockLoader(split, LoaderConfig(block_size=8), micro_batch_size=1, bos_id=BOS, eos_id=EOS, seed=1)
     with pytest.raises(ConfigError, match="block_size"):
         other.load_state_dict(loader.state_dict())
+    with pytest.raises(ConfigError, match="mode"):
+        BlockLoader(split, LoaderConfig(block_size=16, mode="pack"), micro_batch_size=1, bos_id=BOS, eos_id=EOS)
+    with pytest.raises(ConfigError, match="rank 2 outside"):
+        BlockLoader(split, LoaderConfig(block_size=16), micro_batch_size=1, bos_id=BOS, eos_id=EOS, rank=2, world_size=2)
+    with pytest.raises(ConfigError, match="seed"):
+        BlockLoader(split, LoaderConfig(block_size=16), micro_batch_size=1, bos_id=BOS, eos_id=EOS,
+                    seed=2).load_state_dict(loader.state_dict())
+    writer = StoreWriter(tmp_path / "empty", vocab_size=V)
+    writer.add_documents("val", [np.array([3, 4])], [2])
+    writer.finish(tokenizer_name="t", tokenizer_hash="h", bos_id=BOS, eos_id=EOS)
+    with pytest.raises(StoreError, match="empty"):
+        BlockLoader(TokenStore.open(tmp_path / "empty").split("train"), LoaderConfig(block_size=16),
+                    micro_batch_size=1, bos_id=BOS, eos_id=EOS)

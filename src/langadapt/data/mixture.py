@@ -14,7 +14,7 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig, collate
+from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig, to_batch
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError
 
@@ -109,7 +109,14 @@ def clone_maps(vocab_size: int, config: CloneConfig, protected: Sequence[int]) -
 
 
 class MixtureLoader:
-    """Micro-batches whose blocks come from several languages; same batch format and state API as BlockLoader."""
+    """Micro-batches whose blocks come from several languages; same batch format and state API as BlockLoader.
+
+    Each block's language is drawn (seeded, per rank) from ``probabilities_at(block)`` over ``languages``:
+    the base languages followed by the clones of ``clones.base``. Probabilities given over base languages
+    hand ``p_clone`` of the clone base's share to its clones (evenly); a spec that names clone languages
+    is used as written. Blocks of one language come from that language's BlockLoader in order, so the
+    order, resume and sharding guarantees of BlockLoader hold per language.
+    """
 
     def __init__(self, splits: Mapping[str, StoreSplit], probabilities=None, config: LoaderConfig | None = None, *,
                  micro_batch_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None = None,
@@ -124,24 +131,11 @@ class MixtureLoader:
                                           pad_id=pad_id, seed=seed + 1000 * i, rank=rank, world_size=world_size,
                                           lang_id=i)
                         for i, (lang, split) in enumerate(splits.items())}
-        sizes = {lang: split.num_tokens for lang, split in splits.items()}
-        if schedule is not None:
-            if total_blocks is None or total_blocks < 1:
-                raise ConfigError("a stage schedule needs total_blocks (the number of blocks the run draws)")
-            self.stages = parse_schedule(schedule, self.base_languages)
-        elif alpha is not None:
-            self.stages = [smoothed_probabilities(sizes, alpha)]
-        elif probabilities is None or probabilities == "proportional":
-            self.stages = [smoothed_probabilities(sizes, 1.0)]
-        elif probabilities == "uniform":
-            self.stages = [smoothed_probabilities(sizes, 0.0)]
-        else:
-            self.stages = [parse_probabilities(probabilities, self.base_languages)]
-        self.total_blocks = total_blocks
-        self.clones = clones
-        self.clone_maps: list[np.ndarray] = []
         self.languages = list(self.base_languages)
         self.required_vocab_size = vocab_size
+        self.clones = clones
+        self.clone_maps: list[np.ndarray] = []
+        self.clone_base: str | None = None
         if clones is not None:
             if vocab_size is None:
                 raise ConfigError("cloned languages need the base vocabulary size")
@@ -152,33 +146,88 @@ class MixtureLoader:
             self.clone_maps = clone_maps(vocab_size, clones, protected)
             self.languages += [f"{self.clone_base}_clone{l}" for l in range(1, clones.num_clones + 1)]
             self.required_vocab_size = vocab_size * (1 + clones.num_clones)
+        self.stages = self._stages(probabilities, schedule, total_blocks, alpha,
+                                   {lang: split.num_tokens for lang, split in splits.items()})
+        self.total_blocks = total_blocks
         self._rng = np.random.default_rng([seed, rank, 7])
         self.blocks_drawn = 0
 
+    # ---- probabilities -------------------------------------------------------------------------------
+    def _stages(self, probabilities, schedule, total_blocks, alpha, sizes) -> list[dict[str, float]]:
+        clone_names = self.languages[len(self.base_languages):]
+        if schedule is not None:
+            if total_blocks is None or total_blocks < 1:
+                raise ConfigError("a stage schedule needs total_blocks (the number of blocks the run draws)")
+            if clone_names and len(self.base_languages) == 1 and _is_xling_form(schedule):
+                # xling-imbalance: one language and its clones; the schedule gives p_clone per stage
+                stages = parse_schedule(schedule, [self.clone_base, "clones"])
+                return [self._with_clones({self.clone_base: 1.0}, p["clones"]) for p in stages]
+            stages = parse_schedule(schedule, self.base_languages if _is_xling_form(schedule) else self.languages)
+        elif alpha is not None:
+            stages = [smoothed_probabilities(sizes, alpha)]
+        elif probabilities is None or probabilities == "proportional":
+            stages = [smoothed_probabilities(sizes, 1.0)]
+        elif probabilities == "uniform":
+            stages = [smoothed_probabilities(sizes, 0.0)]
+        else:
+            stages = [parse_probabilities(probabilities, self.languages)]
+        p_clone = self.clones.p_clone if self.clones is not None else 0.0
+        return [stage if any(stage.get(c, 0.0) > 0 for c in clone_names) else self._with_clones(stage, p_clone)
+                for stage in stages]
+
+    def _with_clones(self, base: Mapping[str, float], p_clone: float) -> dict[str, float]:
+        """Base-language probabilities -> all languages, the clones taking ``p_clone`` of the clone base's share."""
+        out = {lang: float(base.get(lang, 0.0)) for lang in self.languages}
+        clone_names = self.languages[len(self.base_languages):]
+        if clone_names:
+            share = out[self.clone_base]
+            out[self.clone_base] = share * (1 - p_clone)
+            for name in clone_names:
+                out[name] = share * p_clone / len(clone_names)
+        return out
+
     def probabilities_at(self, block: int) -> dict[str, float]:
+        """Sampling probabilities of block number ``block`` of this rank (stages split ``total_blocks`` evenly)."""
         if len(self.stages) == 1:
             return dict(self.stages[0])
         stage = min(len(self.stages) - 1, block * len(self.stages) // self.total_blocks)
         return dict(self.stages[stage])
 
-    def _next_block(self):
-        probs = self.probabilities_at(self.blocks_drawn)
-        weights = np.array([probs[lang] for lang in self.base_languages])
-        lang = self.base_languages[int(self._rng.choice(len(weights), p=weights / weights.sum()))]
-        ids, labels, positions = self.loaders[lang].next_block()
-        lang_id = self.base_languages.index(lang)
-        if self.clone_maps and lang == self.clone_base and self._rng.random() < self.clones.p_clone:
-            clone = int(self._rng.integers(len(self.clone_maps)))
-            mapping = self.clone_maps[clone]
-            ids = mapping[ids]
-            labels = np.where(labels == IGNORE, IGNORE, mapping[np.maximum(labels, 0)])
-            lang_id = len(self.base_languages) + clone
-        self.blocks_drawn += 1
-        return (ids, labels, positions), lang_id
+    # ---- batches -------------------------------------------------------------------------------------
+    def _draw_languages(self, n: int) -> np.ndarray:
+        """Language index (into ``languages``) of the next ``n`` blocks (the stage may change inside a batch)."""
+        table = np.array([[stage[lang] for lang in self.languages] for stage in self.stages])
+        cdf = np.cumsum(table / table.sum(axis=1, keepdims=True), axis=1)
+        blocks = self.blocks_drawn + np.arange(n)
+        stage = np.minimum(len(self.stages) - 1, blocks * len(self.stages) // (self.total_blocks or 1))
+        uniforms = self._rng.random(n)
+        return np.minimum((uniforms[:, None] >= cdf[stage]).sum(axis=1), len(self.languages) - 1)
+
+    def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The next ``n`` blocks: ids, labels, positions [n, T] and language ids [n]."""
+        langs = self._draw_languages(n)
+        n_base = len(self.base_languages)
+        base_of = np.array([i if i < n_base else self.base_languages.index(self.clone_base)
+                            for i in range(len(self.languages))])[langs]
+        T = next(iter(self.loaders.values())).config.block_size
+        ids = np.empty((n, T), dtype=np.int64)
+        labels = np.empty((n, T), dtype=np.int64)
+        positions = np.empty((n, T), dtype=np.int64)
+        for b, lang in enumerate(self.base_languages):
+            rows = np.flatnonzero(base_of == b)
+            if len(rows):  # blocks of one language are taken in order, whichever rows they land in
+                ids[rows], labels[rows], positions[rows] = self.loaders[lang].next_blocks(len(rows))
+        for c, mapping in enumerate(self.clone_maps):
+            rows = np.flatnonzero(langs == n_base + c)
+            if len(rows):
+                ids[rows] = mapping[ids[rows]]
+                keep = labels[rows] != IGNORE
+                labels[rows] = np.where(keep, mapping[np.where(keep, labels[rows], 0)], IGNORE)
+        self.blocks_drawn += n
+        return ids, labels, positions, langs
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        drawn = [self._next_block() for _ in range(self.micro_batch_size)]
-        return collate([d[0] for d in drawn], [d[1] for d in drawn])
+        return to_batch(*self.next_blocks(self.micro_batch_size))
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         while True:
@@ -186,13 +235,18 @@ class MixtureLoader:
 
     def state_dict(self) -> dict:
         return {"loaders": {lang: l.state_dict() for lang, l in self.loaders.items()},
-                "rng": self._rng.bit_generator.state, "blocks_drawn": self.blocks_drawn}
+                "rng": self._rng.bit_generator.state, "blocks_drawn": self.blocks_drawn,
+                "languages": list(self.languages)}
 
     def load_state_dict(self, state: dict) -> None:
-        missing = set(self.loaders) ^ set(state["loaders"])
-        if missing:
-            raise ConfigError(f"loader state is for languages {sorted(state['loaders'])}, this run has {sorted(self.loaders)}")
+        if set(self.loaders) != set(state["loaders"]) or state.get("languages", self.languages) != self.languages:
+            raise ConfigError(f"loader state is for languages {state.get('languages', sorted(state['loaders']))}, "
+                              f"this run has {self.languages}; resume with the same data settings")
         for lang, loader in self.loaders.items():
             loader.load_state_dict(state["loaders"][lang])
         self._rng.bit_generator.state = state["rng"]
         self.blocks_drawn = int(state["blocks_drawn"])
+
+
+def _is_xling_form(schedule) -> bool:
+    return isinstance(schedule, str) and "|" not in schedule and ":" not in schedule

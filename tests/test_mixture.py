@@ -68,6 +68,52 @@ def test_clones_map_a_fraction_of_ids_above_the_vocabulary(splits):
     assert ((labels == IGNORE) | (labels == ids)).all()
 
 
+def test_clone_probabilities_follow_p_clone(splits):
+    loader = mixture(splits, probabilities="de:0.6,en:0.4", clones=CloneConfig(num_clones=2, p_clone=0.5), vocab_size=V)
+    assert loader.probabilities_at(0) == pytest.approx({"de": 0.3, "en": 0.4, "de_clone1": 0.15, "de_clone2": 0.15})
+    langs = torch.cat([loader.next_batch()["lang_ids"] for _ in range(60)])  # 3000 blocks
+    freq = torch.bincount(langs, minlength=4).double() / len(langs)
+    assert torch.allclose(freq, torch.tensor([0.3, 0.4, 0.15, 0.15], dtype=torch.double), atol=0.03)
+    named = mixture(splits, probabilities={"de": 0.5, "en": 0.25, "de_clone1": 0.25},
+                    clones=CloneConfig(num_clones=1, p_clone=0.9), vocab_size=V)
+    assert named.probabilities_at(0) == {"de": 0.5, "en": 0.25, "de_clone1": 0.25}  # as written, p_clone unused
+
+
+def test_xling_schedule_of_p_clone_for_one_language(splits):
+    loader = mixture({"de": splits["de"]}, schedule="0.0_1.0", total_blocks=100,
+                     clones=CloneConfig(num_clones=1, frac_clone=1.0), vocab_size=V)
+    assert loader.probabilities_at(0) == {"de": 1.0, "de_clone1": 0.0}
+    assert loader.probabilities_at(50) == {"de": 0.0, "de_clone1": 1.0}
+    batch = torch.cat([loader.next_batch()["input_ids"] for _ in range(2)])
+    assert (batch[:50] < V).all() and (batch[50:][batch[50:] > EOS] >= V).all()
+
+
+def test_each_language_is_read_in_its_own_loader_order(splits):
+    from langadapt.data.loader import BlockLoader
+
+    loader = mixture(splits, probabilities="de:0.5,en:0.5", micro_batch_size=7)
+    batches = [loader.next_batch() for _ in range(6)]
+    ids = torch.cat([b["input_ids"] for b in batches])
+    langs = torch.cat([b["lang_ids"] for b in batches])
+    for i, (lang, split) in enumerate(splits.items()):
+        alone = BlockLoader(split, LoaderConfig(block_size=8), micro_batch_size=1, bos_id=BOS, eos_id=EOS,
+                            seed=1000 * i)
+        want = alone.next_blocks(int((langs == i).sum()))[0]
+        assert torch.equal(ids[langs == i], torch.from_numpy(want))
+
+
+def test_mixture_ranks_are_disjoint(splits):
+    seen = []
+    for rank in range(2):
+        loader = MixtureLoader(splits, "de:0.5,en:0.5", LoaderConfig(block_size=8), micro_batch_size=10, bos_id=BOS,
+                               eos_id=EOS, rank=rank, world_size=2)
+        per_lang = {lang: l.blocks_per_epoch for lang, l in loader.loaders.items()}
+        batch = loader.next_batch()
+        seen.append({(int(l), tuple(row.tolist())) for l, row in zip(batch["lang_ids"], batch["input_ids"])})
+        assert all(n > 10 for n in per_lang.values())  # no epoch wrap inside the batch
+    assert not seen[0] & seen[1]
+
+
 def test_mixture_resume_is_exact(splits):
     reference = mixture(splits, probabilities="de:0.5,en:0.5", micro_batch_size=4)
     expected = [reference.next_batch() for _ in range(20)]
@@ -87,9 +133,40 @@ def test_mixture_resume_is_exact(splits):
     (dict(probabilities="de=1"), "cannot read"),
     (dict(clones=CloneConfig(frac_clone=1.5), vocab_size=V), "frac_clone"),
     (dict(schedule="0.1_0.9"), "total_blocks"),
+    (dict(schedule="0.1_x", total_blocks=10), "cannot read schedule"),
+    (dict(probabilities="de:-0.5,en:1.5"), ">= 0"),
+    (dict(clones=CloneConfig(base="fr"), vocab_size=V), "clone base"),
 ])
 def test_errors(splits, kwargs, needle):
     with pytest.raises(ConfigError, match=needle):
         mixture(splits, **kwargs)
     with pytest.raises(ConfigError, match="no training data"):
         MixtureLoader({}, micro_batch_size=1, bos_id=BOS, eos_id=EOS)
+
+
+@pytest.fixture(scope="module")
+def train_setup(tmp_path_factory, byte_bpe_tokenizer):
+    from tests.helpers_train import tiny_model_dir, tiny_store
+
+    root = tmp_path_factory.mktemp("train")
+    return tiny_model_dir(root, byte_bpe_tokenizer), tiny_store(root, byte_bpe_tokenizer, n_docs=40, val_docs=5)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--data.probabilities", "de:0.7,en:0.2"], "must sum to 1"),
+    (["--data.probabilities", "de:0.5,fr:0.5"], "unknown language(s) fr"),
+    (["--data.clones", '{"frac_clone": 1.5}'], "frac_clone must lie in [0, 1]"),
+    (["--data.block-size", "1"], "block_size must be >= 2"),
+])
+def test_cli_errors(tmp_path, train_setup, extra, needle):
+    import json
+
+    from tests.conftest import run_cli
+
+    model, store = train_setup
+    out = tmp_path / "run"
+    code, _, err = run_cli("train", "--model", str(model), "--out-dir", str(out), "--data.train",
+                           json.dumps({"de": str(store), "en": str(store)}), "--train.steps", "2",
+                           "--train.micro-batch-size", "2", "--train.global-batch-size", "2", *extra)
+    assert code == 2 and err.startswith("langadapt: error:") and needle in err and err.count("\n") == 1, err
+    assert not out.exists()

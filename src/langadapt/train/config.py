@@ -117,6 +117,8 @@ class TrainArgs:
     """torch.compile the model."""
     attention: str = "sdpa"
     """Attention implementation: sdpa or eager."""
+    fsdp: bool = False
+    """Shard parameters, gradients and optimizer state with FSDP2 when launched on several processes (default: DDP)."""
 
 
 @dataclass

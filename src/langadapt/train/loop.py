@@ -21,6 +21,7 @@ import torch
 from langadapt.errors import ConfigError, InputError, UserError
 from langadapt.progress import info, progress
 from langadapt.train.config import OBJECTIVES, PRECISIONS, TrainRunConfig
+from langadapt.train.precision import make_accelerator, weight_dtype
 from langadapt.train.schedules import SCHEDULES, Schedule
 
 
@@ -74,22 +75,13 @@ def build_phases(cfg: TrainRunConfig) -> list[Phase]:
     return phases
 
 
-def make_accelerator(precision: str):
-    from accelerate import Accelerator
-
-    mixed = {"bf16-mixed": "bf16", "fp16-mixed": "fp16"}.get(precision, "no")
-    if precision == "fp16-mixed" and not torch.cuda.is_available():
-        raise ConfigError("fp16-mixed needs a GPU (loss scaling); on CPU use fp32, bf16-mixed or bf16-true")
-    return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
-
-
 def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str):
     """The model to train: from ``source`` (a dir/Hub id or a checkpoint) or built from cfg.model_config."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
     from langadapt.io.models import load_model
 
-    dtype = torch.bfloat16 if precision == "bf16-true" else torch.float32
+    dtype = weight_dtype(precision)
     kind = "masked" if cfg.train.objective == "mlm" else "causal"
     if source is None:  # from scratch
         spec = dict(cfg.model_config)
@@ -176,6 +168,15 @@ def add_language_embeddings(model, n_languages: int) -> None:
     model.config.type_vocab_size = n_languages
 
 
+def wrap_model(raw, accelerator, compile_model: bool, first: bool):
+    """The module the steps run through: DDP around ``raw`` when distributed (re-wrapped per phase, as DDP only
+    reduces the parameters that were trainable when it was built; FSDP2 shards in place, once), then
+    optionally ``torch.compile``."""
+    fsdp = accelerator.distributed_type.name == "FSDP"
+    model = accelerator.prepare_model(raw) if first or not fsdp else raw
+    return torch.compile(model) if compile_model else model
+
+
 # ---- evaluation ----------------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -224,10 +225,12 @@ def _mlm_val_loss(model, split, tokenizer, cfg) -> float:
 
 def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
     """Run (or resume) a training run; returns the final metrics. ``announce`` prints the resolved config."""
+    from accelerate.utils import gather_object
+
     from langadapt.config import save_config, to_yaml
     from langadapt.io.models import load_tokenizer
     from langadapt.train.checkpoint import (list_checkpoints, load_checkpoint_state, resolve_resume,
-                                            save_checkpoint, set_rng_state)
+                                            rng_state, save_checkpoint, set_rng_state)
     from langadapt.train.metrics import MetricsLog
     from langadapt.train.objectives import mask_tokens, token_nll_sum
     from langadapt.train.optim import make_optimizer, set_trainable
@@ -237,7 +240,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
     out = Path(cfg.out_dir)
     if cfg.model_config is None and not cfg.model:
         raise ConfigError("set model (a model dir or Hub id) or model_config")
-    accelerator = make_accelerator(t.precision)
+    accelerator = make_accelerator(t.precision, fsdp=t.fsdp)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     if t.global_batch_size % (t.micro_batch_size * world):
         raise ConfigError(f"train.global_batch_size {t.global_batch_size} is not divisible by micro_batch_size "
@@ -282,7 +285,10 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
     if checkpoint_path is not None:
         meta, resume_state = load_checkpoint_state(checkpoint_path, print_fp)
         start_step, tokens_seen = meta["step"], meta["counters"]["tokens"]
-        loader.load_state_dict(resume_state["loader"])
+        if len(resume_state["loaders"]) != world:
+            raise ConfigError(f"checkpoint {checkpoint_path} was written by {len(resume_state['loaders'])} processes, "
+                              f"this run has {world}; resume with the same number of processes")
+        loader.load_state_dict(resume_state["loaders"][rank])
         info(f"resuming from {checkpoint_path} at step {start_step}")
     else:
         torch.manual_seed(t.seed)
@@ -296,10 +302,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
                      wandb_config=json.loads(json.dumps(vars(cfg), default=str)) if cfg.log.wandb else None) \
         if main else None
 
-    model = accelerator.prepare_model(model)
-    if t.compile:
-        model = torch.compile(model)
-    raw = accelerator.unwrap_model(model)
+    raw = model.to(accelerator.device)  # the plain module; `model` becomes its (DDP/compiled) wrapper per phase
     shift = t.objective == "clm"
     pass_positions = cfg.data.mode == "packed"
     special_ids = tokenizer.all_special_ids
@@ -322,12 +325,15 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         phase = phase_at(step)
         if phase is not current:  # a new phase: its own trainable set and optimizer (frozen params: no state)
             set_trainable(raw, phase.only_embeddings)
+            model = wrap_model(raw, accelerator, t.compile, first=current is None)
             optimizer = accelerator.prepare_optimizer(
                 make_optimizer(raw, phase.schedule.peak_lr, t.weight_decay, t.decay_embeddings, (t.beta1, t.beta2), t.eps))
-            if resume_state is not None and step == start_step:
+            # the optimizer state continues only inside the phase it belongs to (a new phase starts fresh)
+            if resume_state is not None and step == start_step and meta["counters"]["phase"] == phase.name:
                 optimizer.load_state_dict(resume_state["optimizer"])
-                set_rng_state(resume_state["rng"])
             current = phase
+        if resume_state is not None and step == start_step:
+            set_rng_state(resume_state["rngs"][rank])
         accumulation = phase.global_batch_size // (t.micro_batch_size * world)
         batches = [loader.next_batch() for _ in range(accumulation)]
         if t.objective == "mlm":
@@ -394,11 +400,15 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
             window_start, window_tokens = time.perf_counter(), 0
         anneal_start = phase.schedule.anneal_start
         pre_anneal = anneal_start is not None and done - phase.start == anneal_start
-        if main and ((cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or pre_anneal):
-            counters = {"tokens": tokens_seen, "phase": phase.name}
-            last_checkpoint = save_checkpoint(out / "checkpoints", done, model=raw, optimizer=optimizer,
-                                              loader_state=loader.state_dict(), counters=counters, fingerprint=print_fp,
-                                              keep_last=cfg.checkpoint.keep_last, tag="pre-anneal" if pre_anneal else None)
+        if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or pre_anneal:
+            # every process's loader position and RNG state, so each resumes its own share exactly
+            loader_states, rngs = gather_object([loader.state_dict()]), gather_object([rng_state()])
+            if main:
+                counters = {"tokens": tokens_seen, "phase": phase.name}
+                last_checkpoint = save_checkpoint(
+                    out / "checkpoints", done, model=raw, optimizer=optimizer, loader_states=loader_states, rngs=rngs,
+                    counters=counters, fingerprint=print_fp, keep_last=cfg.checkpoint.keep_last,
+                    tag="pre-anneal" if pre_anneal else None)
     bar.close()
     accelerator.wait_for_everyone()
     if main:

@@ -96,10 +96,18 @@ def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
     from langadapt.demo.synth import generate_languages
     from langadapt.io.sources import iter_documents
 
+    from langadapt.demo.synth import DEFAULT_LANGS, resolve_langs
+
     paths = {}
     need_synth = args.source_corpus is None or args.target_corpus is None
-    synth = generate_languages([args.source_lang, args.target_lang], mb=plan.mb, seed=args.seed,
-                               val_docs=plan.val_docs) if need_synth else {}
+    # synthetic languages are chosen by position: en, de, ar are the first three; other labels name
+    # languages in the order given (source first)
+    known = resolve_langs(DEFAULT_LANGS)
+    pair = [args.source_lang, args.target_lang]
+    labels = known if all(lang in known for lang in pair) else pair
+    if args.source_lang == args.target_lang:
+        raise ConfigError("--source-lang and --target-lang must differ")
+    synth = generate_languages(labels, mb=plan.mb, seed=args.seed, val_docs=plan.val_docs) if need_synth else {}
     for role, lang, real in (("source", args.source_lang, args.source_corpus), ("target", args.target_lang, args.target_corpus)):
         path = work / f"{role}.jsonl"
         if real is not None:

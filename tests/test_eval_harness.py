@@ -142,7 +142,6 @@ def test_harness_bad_inputs(setup, tmp_path):
     no_tok = save_model(model, None, tmp_path / "no-tok")
     cases = [
         (["--model", str(mlm_dir), "--tasks", "tiny_mc", "--include-path", str(root)], "masked"),
-        (["--model", str(plain_dir), "--tasks", "tiny_mcq", "--include-path", str(root)], "tiny_mcq"),
         (["--model", str(no_tok), "--tasks", "tiny_mc", "--include-path", str(root)], "tokenizer"),
         (["--model", str(plain_dir), "--tasks", "tiny_mc", "--include-path", str(tmp_path / "nope")], "include-path"),
         (["--model", str(plain_dir), "--tasks", "tiny_mc", "--include-path", str(root), "--limit", "0"], "limit"),
@@ -151,3 +150,13 @@ def test_harness_bad_inputs(setup, tmp_path):
         code, _, err = run_cli("eval", "harness", *argv, "--out", str(tmp_path / "x.json"))
         _one_line_error(code, err)
         assert needle in err
+
+
+@pytest.mark.slow  # indexes every task lm-eval ships (~15-25 s) before it can say a name is unknown
+def test_harness_unknown_task(setup, tmp_path):
+    root, _, _, _, plain_dir, _ = setup
+    code, _, err = run_cli("eval", "harness", "--model", str(plain_dir), "--tasks", "tiny_mcq",
+                           "--include-path", str(root), "--out", str(tmp_path / "x.json"))
+    _one_line_error(code, err)
+    assert "tiny_mcq" in err and "did you mean 'tiny_mc'" in err
+    assert not (tmp_path / "x.json").exists()

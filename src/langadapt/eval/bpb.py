@@ -70,7 +70,7 @@ def document_nll(model, docs: Sequence[Sequence[int]], *, start_id: int, max_len
     model.eval()
     total, count = 0.0, 0
     try:
-        for i in range(0, len(pieces), batch_size):
+        for i in progress(range(0, len(pieces), batch_size), desc="scoring", unit="batch"):
             batch = pieces[i:i + batch_size]
             width = max(len(ids) for ids, _ in batch)
             input_ids = torch.zeros(len(batch), width, dtype=torch.long)

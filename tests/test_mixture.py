@@ -8,7 +8,7 @@ import torch
 
 from langadapt.data.loader import IGNORE, LoaderConfig
 from langadapt.data.mixture import CloneConfig, MixtureLoader, parse_schedule, smoothed_probabilities
-from langadapt.errors import ConfigError
+from langadapt.errors import ConfigError, StoreError
 from tests.test_loader import BOS, EOS, V, make_split
 
 
@@ -142,6 +142,8 @@ def test_errors(splits, kwargs, needle):
         mixture(splits, **kwargs)
     with pytest.raises(ConfigError, match="no training data"):
         MixtureLoader({}, micro_batch_size=1, bos_id=BOS, eos_id=EOS)
+    with pytest.raises(StoreError, match="language 'de'.*fewer than block_size"):
+        MixtureLoader(splits, config=LoaderConfig(block_size=100_000), micro_batch_size=1, bos_id=BOS, eos_id=EOS)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import torch
 
 from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig, to_batch
 from langadapt.data.store import StoreSplit
-from langadapt.errors import ConfigError
+from langadapt.errors import ConfigError, StoreError
 
 Probabilities = Mapping[str, float]
 
@@ -127,10 +127,16 @@ class MixtureLoader:
         config = config or LoaderConfig()
         self.base_languages = list(splits)
         self.micro_batch_size = micro_batch_size
-        self.loaders = {lang: BlockLoader(split, config, micro_batch_size=1, bos_id=bos_id, eos_id=eos_id,
-                                          pad_id=pad_id, seed=seed + 1000 * i, rank=rank, world_size=world_size,
-                                          lang_id=i)
-                        for i, (lang, split) in enumerate(splits.items())}
+        if micro_batch_size < 1:
+            raise ConfigError(f"micro_batch_size must be >= 1, got {micro_batch_size}")
+        self.loaders = {}
+        for i, (lang, split) in enumerate(splits.items()):
+            try:
+                self.loaders[lang] = BlockLoader(split, config, micro_batch_size=1, bos_id=bos_id, eos_id=eos_id,
+                                                 pad_id=pad_id, seed=seed + 1000 * i, rank=rank,
+                                                 world_size=world_size, lang_id=i)
+            except StoreError as e:
+                raise StoreError(f"language '{lang}': {e}") from None
         self.languages = list(self.base_languages)
         self.required_vocab_size = vocab_size
         self.clones = clones

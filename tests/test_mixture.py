@@ -172,3 +172,22 @@ def test_cli_errors(tmp_path, train_setup, extra, needle):
                            "--train.micro-batch-size", "2", "--train.global-batch-size", "2", *extra)
     assert code == 2 and err.startswith("langadapt: error:") and needle in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_cli_empty_train_split(tmp_path, train_setup, byte_bpe_tokenizer):
+    import json
+
+    from langadapt.data.store import StoreWriter
+    from tests.conftest import run_cli
+
+    model, store = train_setup
+    empty = tmp_path / "empty"
+    writer = StoreWriter(empty, vocab_size=len(byte_bpe_tokenizer))
+    writer.add_documents("val", [np.array([5, 6, 7])], [3])
+    writer.finish(tokenizer_name="t", tokenizer_hash="h", bos_id=BOS, eos_id=EOS)
+    out = tmp_path / "run"
+    code, _, err = run_cli("train", "--model", str(model), "--out-dir", str(out), "--data.train",
+                           json.dumps({"de": str(store), "en": str(empty)}), "--train.steps", "2",
+                           "--train.micro-batch-size", "2", "--train.global-batch-size", "2")
+    assert code == 2 and "language 'en'" in err and "empty" in err and err.count("\n") == 1, err
+    assert not out.exists()

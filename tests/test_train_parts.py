@@ -185,3 +185,35 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(setup):
                            "--checkpoint.every", "1")
     assert code == 2 and "the loss became" in err and err.count("\n") == 1
     assert (out / "checkpoints").exists() and not (out / "final").exists()
+
+
+def test_resume_at_phase_boundary_and_mid_phase_matches_straight_run(setup):
+    root, model, store = setup
+    straight = root / "straight"
+    args = base_args(model, store, straight, steps=6) + ["--train.embedding-phase.steps", "3", "--checkpoint.every", "2",
+                                                          "--checkpoint.keep-last", "5"]
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    reference = {r["step"]: r["loss"] for r in read_metrics(straight) if "loss" in r}
+    for start in (2, 4):  # inside the embedding phase, and inside the full phase after the switch
+        resumed_out = root / f"from-{start}"
+        resumed_args = [a if a != str(straight) else str(resumed_out) for a in args]
+        code, _, err = run_cli(*resumed_args, "--resume", str(straight / "checkpoints" / f"step-{start}"))
+        assert code == 0, err
+        resumed = {r["step"]: r["loss"] for r in read_metrics(resumed_out) if "loss" in r}
+        assert resumed == {s: v for s, v in reference.items() if s > start}
+    # a checkpoint exactly at the boundary (end of the embedding phase) starts the full phase fresh
+    boundary = root / "boundary"
+    code, _, err = run_cli(*[a if a != str(straight) else str(boundary) for a in args[:-4]],
+                           "--train.embedding-phase.steps", "3", "--checkpoint.every", "3")
+    assert code == 0, err
+    state = torch.load(boundary / "checkpoints" / "step-3" / "state.pt", weights_only=False)
+    assert len(state["optimizer"]["state"]) == 2  # embeddings-phase optimizer
+    again = root / "again"
+    code, _, err = run_cli(*[a if a != str(straight) else str(again) for a in args[:-4]],
+                           "--train.embedding-phase.steps", "3", "--checkpoint.every", "3",
+                           "--resume", str(boundary / "checkpoints" / "step-3"))
+    assert code == 0, err
+    boundary_ref = {r["step"]: r["loss"] for r in read_metrics(boundary) if "loss" in r}
+    assert {r["step"]: r["loss"] for r in read_metrics(again) if "loss" in r} == \
+        {s: v for s, v in boundary_ref.items() if s > 3}

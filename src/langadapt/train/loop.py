@@ -438,7 +438,11 @@ def save_final(model, tokenizer, cfg: TrainRunConfig, out: Path, record: dict, e
 
 
 def train_command(cfg: TrainRunConfig) -> int:
+    from accelerate import PartialState
+
     result = train(cfg)
+    if not PartialState().is_main_process:
+        return 0
     shown = {k: v for k, v in result.items() if k.startswith(("loss", "val_"))}
     print("final: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     print(f"wrote {Path(cfg.out_dir) / 'final'}")

@@ -288,7 +288,3 @@ def to_batch(ids: np.ndarray, labels: np.ndarray, positions: np.ndarray, lang_id
             "position_ids": torch.from_numpy(np.ascontiguousarray(positions)),
             "lang_ids": torch.as_tensor(np.asarray(lang_ids), dtype=torch.long)}
 
-
-def collate(rows, lang_ids) -> dict[str, torch.Tensor]:
-    """Stack (ids, labels, positions) rows of [T] into a batch."""
-    return to_batch(*(np.stack([r[k] for r in rows]) for k in range(3)), lang_ids)

@@ -305,7 +305,7 @@ def similarity_command(args: SimilarityArgs) -> int:
         curves = {k: (result["layers"], result[k]) for k in ("position", "mean_pool", "matching")
                   if result.get(k) is not None}
         if all(v is not None for v in result["mean_pool_mismatched"]):
-            curves["mean_pool (mismatched pairs)"] = (result["layers"], result["mean_pool_mismatched"])
+            curves["mismatched_pool"] = (result["layers"], result["mean_pool_mismatched"])
         panels_figure([("hidden-state cosine similarity", "layer (0 = embeddings)", "cosine", curves)],
                       tmp / "hidden_similarity.png")
         if result.get("gradients"):
@@ -313,9 +313,9 @@ def similarity_command(args: SimilarityArgs) -> int:
             bar_figure(names, [result["gradients"][n] for n in names], tmp / "gradient_similarity.png",
                        title=f"gradient cosine per tensor (overall {result['gradient_overall']:.3f})",
                        ylabel="cosine")
-    print(f"{'layer':>5} " + " ".join(f"{k:>12}" for k in curves))
+    print(f"{'layer':>5} " + " ".join(f"{k:>16}" for k in curves))
     for i, layer in enumerate(result["layers"]):
-        print(f"{layer:>5} " + " ".join(f"{v[1][i]:>12.4f}" for v in curves.values()))
+        print(f"{layer:>5} " + " ".join(f"{v[1][i]:>16.4f}" for v in curves.values()))
     if result.get("gradient_overall") is not None:
         print(f"gradient cosine (all parameters): {result['gradient_overall']:.4f}")
     info(f"wrote {args.out}")

@@ -147,6 +147,8 @@ class EvalArgs:
     """Documents per evaluation forward pass."""
     enabled: bool = True
     """Evaluate at all."""
+    mlm_bpb: bool = False
+    """MLM: also val_bpb/<lang> by pseudo-log-likelihood (one forward pass per validation token: slow on big splits)."""
 
 
 @dataclass

@@ -132,14 +132,14 @@ def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size:
     micro = cfg.train.micro_batch_size
     total_blocks = cfg.train.steps * cfg.train.global_batch_size // max(world, 1)
     loader = MixtureLoader({lang: s.split("train") for lang, s in stores.items()}, d.probabilities, loader_cfg,
-                           micro_batch_size=micro, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+                           micro_batch_size=micro, bos_id=frame_ids(tokenizer)[0], eos_id=frame_ids(tokenizer)[1],
                            pad_id=tokenizer.pad_token_id, seed=cfg.train.seed, rank=rank, world_size=world,
                            schedule=d.schedule, total_blocks=total_blocks, alpha=d.alpha, clones=clones,
                            vocab_size=base_vocab if clones else None)
     needed = loader.required_vocab_size or max(s.vocab_size for s in stores.values())
     if needed > vocab_size:
-        raise ConfigError(f"the token stores hold ids up to {needed - 1}, but the model's vocabulary has only "
-                          f"{vocab_size} rows; use the store's tokenizer/model pair (or transfer the model first)")
+        raise ConfigError(f"the token stores use ids up to {needed - 1}, but the model has only {vocab_size} "
+                          "embedding rows; use the store's tokenizer/model pair (or transfer the model first)")
     val_paths = d.val if d.val is not None else d.train
     val = {}
     for lang, path in val_paths.items():
@@ -179,42 +179,74 @@ def wrap_model(raw, accelerator, compile_model: bool, first: bool):
 
 # ---- evaluation ----------------------------------------------------------------------------------
 
+def frame_ids(tokenizer) -> tuple[int | None, int | None]:
+    """The tokens framing every document: BOS/EOS, or CLS/SEP for BERT-style tokenizers without them."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    return bos, eos
+
+
+class WithLanguage(torch.nn.Module):
+    """Feeds a fixed language id as ``token_type_ids`` to a model trained with language embeddings."""
+
+    def __init__(self, model, lang_id: int):
+        super().__init__()
+        self.model, self.lang_id = model, lang_id
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        types = torch.full_like(input_ids, self.lang_id)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=types, **kwargs)
+
+
 @torch.no_grad()
-def evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator) -> dict[str, float]:
-    """Validation bits per byte per language (CLM), or masked-token loss (MLM)."""
-    from langadapt.eval.bpb import document_nll, nll_to_bpb
+def evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator, languages: list[str]) -> dict[str, float]:
+    """Validation bits per byte per language (CLM: BOS prepended, every token predicted, UTF-8 bytes of the raw
+    text); MLM: the loss on a fixed masked sample, and BPB by pseudo-log-likelihood when eval.mlm_bpb."""
+    from langadapt.eval.bpb import document_nll, nll_to_bpb, pseudo_log_likelihood
 
     out = {}
-    start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    bos, eos = frame_ids(tokenizer)
     with accelerator.autocast():
         for lang, split in val_splits.items():
+            docs = [split.doc(i).tolist() for i in range(split.num_docs)]
             if cfg.train.objective == "clm":
-                docs = [split.doc(i).tolist() for i in range(split.num_docs)]
-                nll, _ = document_nll(model, docs, start_id=start_id, max_length=cfg.data.block_size,
-                                      batch_size=cfg.eval.batch_size)
+                nll, _ = document_nll(model, docs, start_id=bos if bos is not None else eos,
+                                      max_length=cfg.data.block_size, batch_size=cfg.eval.batch_size)
                 out[f"val_bpb/{lang}"] = nll_to_bpb(nll, split.num_bytes)
-            else:
-                out[f"val_mlm_loss/{lang}"] = _mlm_val_loss(model, split, tokenizer, cfg)
+                continue
+            lang_id = languages.index(lang) if lang in languages else 0
+            scored = WithLanguage(model, lang_id) if cfg.train.language_embeddings else model
+            out[f"val_mlm_loss/{lang}"] = _mlm_val_loss(scored, split, tokenizer, cfg)
+            if cfg.eval.mlm_bpb:
+                nll, _ = pseudo_log_likelihood(scored, docs, mask_id=tokenizer.mask_token_id,
+                                               prefix_ids=[bos] if bos is not None else [],
+                                               suffix_ids=[eos] if eos is not None else [],
+                                               max_length=cfg.data.block_size, batch_size=cfg.eval.batch_size * 4)
+                out[f"val_bpb/{lang}"] = nll_to_bpb(nll, split.num_bytes)
     return out
 
 
 def _mlm_val_loss(model, split, tokenizer, cfg) -> float:
+    """Masked-token loss on the first blocks of ``split``, masked with a fixed seed (comparable across steps)."""
     from langadapt.data.loader import BlockLoader, LoaderConfig
     from langadapt.train.objectives import mask_tokens, token_nll_sum
 
     d = cfg.data
-    loader = BlockLoader(split, LoaderConfig(d.block_size, "concat", d.add_bos, d.add_eos), micro_batch_size=cfg.eval.batch_size,
-                         bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id, seed=0)
+    bos, eos = frame_ids(tokenizer)
+    loader = BlockLoader(split, LoaderConfig(d.block_size, "concat", d.add_bos, d.add_eos),
+                         micro_batch_size=cfg.eval.batch_size, bos_id=bos, eos_id=eos, seed=0)
     g = torch.Generator().manual_seed(1234)
     total, count = 0.0, 0
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     for _ in range(max(1, min(8, loader.blocks_per_epoch // cfg.eval.batch_size))):
         batch = loader.next_batch()
         ids, labels = mask_tokens(batch["input_ids"], batch["labels"], mask_id=tokenizer.mask_token_id,
                                   vocab_size=len(tokenizer), special_ids=tokenizer.all_special_ids, generator=g,
-                                  probability=cfg.train.mlm_probability)
-        logits = model(input_ids=ids.to(model.device)).logits
+                                  probability=cfg.train.mlm_probability, mask_fraction=cfg.train.mlm_mask_fraction,
+                                  random_fraction=cfg.train.mlm_random_fraction)
+        logits = model(input_ids=ids.to(device)).logits
         nll, n = token_nll_sum(logits, labels, shift=False)
         total, count = total + nll.item(), count + n
     model.train(was)
@@ -269,13 +301,13 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
     vocab_rows = model.get_input_embeddings().weight.shape[0]
     if len(tokenizer) > vocab_rows:
         raise ConfigError(f"the tokenizer has {len(tokenizer)} tokens but the model only {vocab_rows} embedding rows")
+    if t.objective == "mlm" and tokenizer.mask_token_id is None:
+        raise ConfigError("mlm needs a tokenizer with a mask token (add one, e.g. <mask>, and resize the model)")
     loader, val_splits = open_data(cfg, tokenizer, rank, world, vocab_rows)
     if t.language_embeddings:
         if t.objective != "mlm":
             raise ConfigError("train.language_embeddings applies to mlm (token_type_ids)")
         add_language_embeddings(model, len(loader.languages))
-    if t.objective == "mlm" and tokenizer.mask_token_id is None:
-        raise ConfigError("mlm needs a tokenizer with a mask token")
     if t.activation_checkpointing:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False
@@ -306,13 +338,14 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
     shift = t.objective == "clm"
     pass_positions = cfg.data.mode == "packed"
     special_ids = tokenizer.all_special_ids
+    mlm_vocab = loader.required_vocab_size or len(tokenizer)  # clones add ids above the tokenizer's
 
     def phase_at(step: int) -> Phase:
         return next(ph for ph in phases if ph.start <= step < ph.end)
 
     last_eval: dict[str, float] = {}
     if cfg.eval.enabled and start_step == 0 and val_splits and main:
-        last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator)
+        last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator, loader.languages)
         log.write({"step": 0, "phase": phases[0].name, "tokens": 0, **last_eval})
         info("step 0: " + ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
 
@@ -340,7 +373,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
             g = torch.Generator().manual_seed((t.seed * 1_000_003 + step * 1_009 + rank) % (2**31))
             for b in batches:
                 b["input_ids"], b["labels"] = mask_tokens(
-                    b["input_ids"], b["labels"], mask_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
+                    b["input_ids"], b["labels"], mask_id=tokenizer.mask_token_id, vocab_size=mlm_vocab,
                     special_ids=special_ids, generator=g, probability=t.mlm_probability,
                     mask_fraction=t.mlm_mask_fraction, random_fraction=t.mlm_random_fraction)
         # normalize by the predicted tokens of the whole global batch, so any split across
@@ -394,7 +427,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
             record = {"step": done, "phase": phase.name, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
                       "tokens": tokens_seen, "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
             if evaluate_now:
-                last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator)
+                last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator, loader.languages)
                 record.update(last_eval)
             log.write(record)
             window_start, window_tokens = time.perf_counter(), 0

@@ -374,7 +374,7 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
                                                     for m, s in zip(result.matrices, matrices)):
         raise RuntimeError(f"method '{method}' returned matrices of the wrong shape")
     if names[-1] == "head_bias" and method == "random":
-        result.matrices[-1].zero_()  # a fresh head bias starts at 0, like nn.Linear's default init here
+        result.matrices[-1].zero_()  # a freshly initialized head bias is 0 in transformers
     fill_fallback(result, matrices, seed)
     for name, matrix in zip(names, result.matrices):
         if not torch.isfinite(matrix).all():

@@ -39,15 +39,16 @@ def unit_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def topk_rows(new_unit: torch.Tensor, anchor_unit: torch.Tensor, anchors: torch.Tensor, top_k: int,
-              temperature: float) -> torch.Tensor:
+              temperature: float, anchor_unit64: torch.Tensor | None = None) -> torch.Tensor:
     """softmax(s/τ) mixes of the k most similar anchors, for one block of new tokens [b, d_h] -> [b, D].
 
-    The k chosen cosines are recomputed in float64: dividing by a small temperature would amplify
-    the fp32 rounding of the scores.
+    The k chosen cosines are recomputed in float64 (from ``anchor_unit64``, the float64 anchor rows,
+    when given): dividing by a small temperature would amplify the fp32 rounding of the scores.
     """
     scores = new_unit @ anchor_unit.T
     index = scores.topk(min(top_k, scores.shape[1]), dim=1).indices
-    values = torch.einsum("bh,bkh->bk", new_unit.double(), anchor_unit.double()[index])
+    anchor_unit64 = anchor_unit.double() if anchor_unit64 is None else anchor_unit64
+    values = torch.einsum("bh,bkh->bk", new_unit.double(), anchor_unit64[index])
     mix = torch.softmax(values / temperature, dim=1).float()
     # Weighted sum of k gathered rows without materializing [b, k, D].
     return torch.nn.functional.embedding_bag(index, anchors, per_sample_weights=mix, mode="sum")
@@ -135,13 +136,15 @@ def clp_combine(
         rows, valid, amplification = dense_rows(helper_new, helper_anchors, anchors)
         store(new_ids, rows, valid & nonzero)
     else:
+        anchor_unit64 = helper_anchors.double() if weights == "topk" else None
         block = max(1, block_elements // max(1, overlap_target_ids.numel()))
         starts = range(0, new_ids.numel(), block)
         for start in progress(starts) if progress else starts:
             stop = start + block
             unit = helper_new[start:stop]
             if weights == "topk":
-                rows, valid = topk_rows(unit, helper_anchors, anchors, top_k, temperature), nonzero[start:stop]
+                rows = topk_rows(unit, helper_anchors, anchors, top_k, temperature, anchor_unit64)
+                valid = nonzero[start:stop]
             else:
                 rows, valid = positive_rows(unit, helper_anchors, anchors)
                 valid &= nonzero[start:stop]

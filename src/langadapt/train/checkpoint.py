@@ -30,13 +30,15 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(root: Path, step: int, *, model, optimizer, loader_states: list[dict], rngs: list[dict],
-                    counters: dict, fingerprint: dict, keep_last: int, tag: str | None = None) -> Path:
+                    counters: dict, fingerprint: dict, keep_last: int, tag: str | None = None,
+                    scaler_state: dict | None = None) -> Path:
     """Write ``root/step-N[-tag]/`` atomically; ``loader_states`` and ``rngs`` hold one entry per process."""
     name = f"step-{step}" + (f"-{tag}" if tag else "")
     final = root / name
     with atomic_dir(final, overwrite=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        torch.save({"optimizer": optimizer.state_dict(), "loaders": loader_states, "rngs": rngs}, tmp / "state.pt")
+        torch.save({"optimizer": optimizer.state_dict(), "loaders": loader_states, "rngs": rngs,
+                    "scaler": scaler_state}, tmp / "state.pt")
         (tmp / STATE_FILE).write_text(json.dumps({"step": step, "counters": counters, "fingerprint": fingerprint,
                                                   "tag": tag}, indent=2))
     _prune(root, keep_last)

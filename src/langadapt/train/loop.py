@@ -21,7 +21,7 @@ import torch
 from langadapt.errors import ConfigError, InputError, UserError
 from langadapt.progress import info, progress
 from langadapt.train.config import OBJECTIVES, PRECISIONS, TrainRunConfig
-from langadapt.train.precision import make_accelerator, weight_dtype
+from langadapt.train.precision import autocast, grad_scaler, make_accelerator, weight_dtype
 from langadapt.train.schedules import SCHEDULES, Schedule
 
 
@@ -206,7 +206,7 @@ def evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator, lan
 
     out = {}
     bos, eos = frame_ids(tokenizer)
-    with accelerator.autocast():
+    with autocast(cfg.train.precision, accelerator.device):
         for lang, split in val_splits.items():
             docs = [split.doc(i).tolist() for i in range(split.num_docs)]
             if cfg.train.objective == "clm":
@@ -265,7 +265,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
                                             rng_state, save_checkpoint, set_rng_state)
     from langadapt.train.metrics import MetricsLog
     from langadapt.train.objectives import mask_tokens, token_nll_sum
-    from langadapt.train.optim import make_optimizer, set_trainable
+    from langadapt.train.optim import clip_gradients, make_optimizer, set_trainable
 
     check_config(cfg)
     t = cfg.train
@@ -309,7 +309,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
             raise ConfigError("train.language_embeddings applies to mlm (token_type_ids)")
         add_language_embeddings(model, len(loader.languages))
     if t.activation_checkpointing:
-        model.gradient_checkpointing_enable()
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     model.config.use_cache = False
     print_fp = fingerprint(cfg, model)
 
@@ -335,6 +335,9 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         if main else None
 
     raw = model.to(accelerator.device)  # the plain module; `model` becomes its (DDP/compiled) wrapper per phase
+    scaler = grad_scaler(t.precision, accelerator.device)
+    if scaler is not None and resume_state is not None and resume_state.get("scaler"):
+        scaler.load_state_dict(resume_state["scaler"])
     shift = t.objective == "clm"
     pass_positions = cfg.data.mode == "packed"
     special_ids = tokenizer.all_special_ids
@@ -359,8 +362,8 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         if phase is not current:  # a new phase: its own trainable set and optimizer (frozen params: no state)
             set_trainable(raw, phase.only_embeddings)
             model = wrap_model(raw, accelerator, t.compile, first=current is None)
-            optimizer = accelerator.prepare_optimizer(
-                make_optimizer(raw, phase.schedule.peak_lr, t.weight_decay, t.decay_embeddings, (t.beta1, t.beta2), t.eps))
+            optimizer = make_optimizer(raw, phase.schedule.peak_lr, t.weight_decay, t.decay_embeddings,
+                                       (t.beta1, t.beta2), t.eps)
             # the optimizer state continues only inside the phase it belongs to (a new phase starts fresh)
             if resume_state is not None and step == start_step and meta["counters"]["phase"] == phase.name:
                 optimizer.load_state_dict(resume_state["optimizer"])
@@ -392,26 +395,28 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
                 inputs["token_type_ids"] = batch["lang_ids"][:, None].expand_as(batch["input_ids"]).to(accelerator.device)
             if shift:
                 inputs["use_cache"] = False
-            with sync, accelerator.autocast():
+            with sync, autocast(t.precision, accelerator.device):
                 logits = model(**inputs).logits
                 nll, _ = token_nll_sum(logits, batch["labels"], shift=shift)
                 loss = nll * world / max(n_global, 1.0)
-            accelerator.backward(loss)
+            (scaler.scale(loss) if scaler is not None else loss).backward()
             nll_total += nll.detach()
         loss_value = accelerator.reduce(nll_total, reduction="sum").item() / max(n_global, 1.0)
         if not math.isfinite(loss_value):
             where = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
             raise UserError(f"the loss became {loss_value} at step {step + 1}; stopping{where}. "
                             "Lower train.lr, raise train.warmup_steps or use fp32/bf16-mixed precision")
-        params = [p for p in raw.parameters() if p.requires_grad]
-        if t.grad_clip > 0:
-            grad_norm = float(accelerator.clip_grad_norm_(params, t.grad_clip))
-        else:
-            grad_norm = float(torch.norm(torch.stack([p.grad.float().norm() for p in params if p.grad is not None])))
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients
+        grad_norm = clip_gradients([p for p in raw.parameters() if p.requires_grad], t.grad_clip)
         lr = phase.schedule.lr(step - phase.start)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        optimizer.step()
+        if scaler is not None:
+            scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+            scaler.update()
+        else:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
         step_tokens = phase.global_batch_size * cfg.data.block_size
@@ -441,7 +446,8 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
                 last_checkpoint = save_checkpoint(
                     out / "checkpoints", done, model=raw, optimizer=optimizer, loader_states=loader_states, rngs=rngs,
                     counters=counters, fingerprint=print_fp, keep_last=cfg.checkpoint.keep_last,
-                    tag="pre-anneal" if pre_anneal else None)
+                    tag="pre-anneal" if pre_anneal else None,
+                    scaler_state=scaler.state_dict() if scaler is not None else None)
     bar.close()
     accelerator.wait_for_everyone()
     if main:

@@ -42,3 +42,12 @@ def param_groups(model, weight_decay: float, decay_embeddings: bool) -> list[dic
 
 def make_optimizer(model, lr: float, weight_decay: float, decay_embeddings: bool, betas, eps) -> torch.optim.AdamW:
     return torch.optim.AdamW(param_groups(model, weight_decay, decay_embeddings), lr=lr, betas=betas, eps=eps)
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
+    """Global gradient norm (before clipping), clipping it to ``max_norm`` when > 0."""
+    grads = [p for p in params if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(grads, max_norm if max_norm > 0 else float("inf"))
+    if hasattr(norm, "full_tensor"):  # sharded (FSDP2) parameters give a DTensor
+        norm = norm.full_tensor()
+    return float(norm)

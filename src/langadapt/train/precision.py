@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from langadapt.errors import ConfigError
 from langadapt.train.config import PRECISIONS
 
-_AUTOCAST = {"fp32": "no", "bf16-mixed": "bf16", "bf16-true": "no", "fp16-mixed": "fp16"}
+_AUTOCAST = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
 
 
 def weight_dtype(precision: str) -> torch.dtype:
@@ -21,13 +23,22 @@ def weight_dtype(precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16-true" else torch.float32
 
 
-def autocast_mode(precision: str) -> str:
-    """accelerate's ``mixed_precision`` value for ``precision``."""
-    return _AUTOCAST[precision]
+def autocast(precision: str, device: torch.device):
+    """The forward-pass context: autocast for the mixed precisions, nothing otherwise.
+
+    We autocast ourselves rather than through accelerate's ``mixed_precision``, which is fixed per
+    process: ``train()`` called twice in one process (a notebook, a resumed ablation) may change it."""
+    dtype = _AUTOCAST.get(precision)
+    return torch.autocast(device_type=device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def grad_scaler(precision: str, device: torch.device):
+    """Dynamic loss scaling for fp16-mixed (None otherwise)."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16-mixed" else None
 
 
 def make_accelerator(precision: str, fsdp: bool = False):
-    """An ``Accelerator`` for this precision; DDP (or FSDP2 with ``fsdp``) when launched with several
+    """An ``Accelerator`` for process placement: DDP (or FSDP2 with ``fsdp``) when launched with several
     processes (``accelerate launch`` / ``torchrun``), a plain single process otherwise."""
     from accelerate import Accelerator
 
@@ -44,4 +55,4 @@ def make_accelerator(precision: str, fsdp: bool = False):
         plugin = FullyShardedDataParallelPlugin(fsdp_version=2, reshard_after_forward=True,
                                                 state_dict_type="FULL_STATE_DICT",
                                                 auto_wrap_policy="transformer_based_wrap")
-    return Accelerator(mixed_precision=autocast_mode(precision), cpu=not gpu, fsdp_plugin=plugin)
+    return Accelerator(cpu=not gpu, fsdp_plugin=plugin)

@@ -56,8 +56,6 @@ COMMANDS: list[Command] = [
     Command(("report",), "langadapt.eval.report:ReportArgs", "langadapt.eval.report:report_command",
             "Plot loss/BPB curves of runs and tabulate their final metrics.",
             positionals=(("runs", "+"),)),
-    Command(("bench",), "langadapt.bench.throughput:BenchArgs", "langadapt.bench.throughput:bench_command",
-            "Training throughput / memory sweep."),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report."),
 ]

@@ -58,7 +58,10 @@ def wordpiece(texts: list[str], vocab_size: int):
 def source_and_target_texts():
     """Two related 'languages': the target shares some words with the source and adds its own."""
     source = make_texts(300, seed=1) + UNICODE_TEXTS
-    target = [t.replace("river", "flumen").replace("stone", "lapis").replace("light", "lux") for t in make_texts(300, seed=2)]
+    renamed = {"river": "flumen", "stone": "lapis", "light": "lux"}
+    target = make_texts(300, seed=2)
+    for old, new in renamed.items():
+        target = [t.replace(old, new) for t in target]
     return source, target + ["aqua terra ignis ventus silva"] * 40 + UNICODE_TEXTS[::2]
 
 

@@ -100,11 +100,13 @@ def test_dense_flags_ill_conditioned_rows_and_topk_stays_bounded(problem):
 def test_rows_without_usable_weights_go_to_fallback():
     overlap_t, overlap_s = torch.tensor([0, 1, 2]), torch.tensor([5, 6, 7])
     source = [torch.randn(10, 4)]
-    helper = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 0.0], [-1.0, -0.1]])  # 3: zero row, 4: all negative
+    # Row 3: a zero helper row; row 4: negative cosines with every anchor.
+    helper = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 0.0], [-1.0, -0.1]])
     positive = clp_combine(source, helper, overlap_t, overlap_s, weights="positive")
     assert positive.origin.tolist() == [ORIGIN_COPIED] * 3 + [ORIGIN_FALLBACK, ORIGIN_FALLBACK]
     assert torch.isfinite(positive.matrices[0]).all()
     dense = clp_combine(source, helper, overlap_t, overlap_s, weights="dense")
-    assert dense.origin[3] == ORIGIN_FALLBACK and dense.origin[4] == ORIGIN_COMPUTED  # negative sum: the reference flips
+    # A negative sum is computed, sign-flipped, as the reference does.
+    assert dense.origin[3] == ORIGIN_FALLBACK and dense.origin[4] == ORIGIN_COMPUTED
     topk = clp_combine(source, helper, overlap_t, overlap_s, weights="topk", top_k=50)  # k > |overlap| is clamped
     assert topk.details["top_k"] == 3 and topk.origin[4] == ORIGIN_COMPUTED

@@ -90,7 +90,8 @@ def test_wordpiece_source_keeps_word_starts(texts):
     assert pairs[tv["Ġhouse"]] == v["house"]  # a word start matches the WordPiece word (canonical overlap)
     checked = 0
     for token, t in tv.items():
-        if token.startswith("Ġ") and token[1:].isascii() and token[1:].isalpha() and result.origin[t] == ORIGIN_COMPUTED:
+        word = token[1:]
+        if token.startswith("Ġ") and word.isascii() and word.isalpha() and result.origin[t] == ORIGIN_COMPUTED:
             ids = source(token[1:], add_special_tokens=False)["input_ids"]  # WordPiece: a word, its ## pieces
             assert _decomposition_of(result.matrices[0][t], matrices[0], ids), token
             checked += 1

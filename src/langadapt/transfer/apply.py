@@ -261,8 +261,8 @@ def check_padding_positions(model, new_pad: int | None) -> None:
                           "has no pad token; add one to the target tokenizer (e.g. '<pad>') and retry")
     rows = embeddings.position_embeddings.weight.shape[0]
     if new_pad + 2 > rows or rows - max(embeddings.padding_idx, new_pad) - 1 < (rows - embeddings.padding_idx - 1) // 2:
-        raise ConfigError(f"this model (RoBERTa-style) numbers positions from pad id + 1, and the target tokenizer's pad "
-                          f"id {new_pad} would leave too few of its {rows} position rows; give the target tokenizer a "
+        raise ConfigError(f"this model (RoBERTa-style) numbers positions from pad id + 1, and the target "
+                          f"tokenizer's pad id {new_pad} would leave too few of its {rows} position rows; give the target tokenizer a "
                           f"pad token with a small id (the source uses {embeddings.padding_idx})")
 
 

@@ -15,7 +15,8 @@ class TransferArgs:
     out: str
     """Output directory: the transferred model, the target tokenizer, transfer_report.json and a model card."""
     target_tokenizer: Optional[str] = None
-    """The new tokenizer (directory or Hub id). For clp it defaults to the helper model's tokenizer and must equal it."""
+    """The new tokenizer (directory or Hub id). For clp it defaults to the helper model's tokenizer and must
+    equal it."""
     source_tokenizer: Optional[str] = None
     """The source model's tokenizer, when it is not saved with the source model."""
     helper_model: Optional[str] = None

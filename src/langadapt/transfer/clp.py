@@ -74,7 +74,8 @@ def dense_rows(new_unit: torch.Tensor, anchor_unit: torch.Tensor,
     total = new_unit.double() @ anchor_unit.double().sum(0)
     squares = ((new_unit @ (anchor_unit.T @ anchor_unit)) * new_unit).sum(1).double().clamp_min(0)
     valid = total != 0
-    rows = (new_unit @ (anchor_unit.T @ anchors)) / torch.where(valid, total, torch.ones_like(total)).unsqueeze(1).float()
+    scale = torch.where(valid, total, torch.ones_like(total)).unsqueeze(1).float()
+    rows = (new_unit @ (anchor_unit.T @ anchors)) / scale
     amplification = (anchor_unit.shape[0] * squares).sqrt() / total.abs()
     amplification = torch.where(total > 0, amplification, torch.full_like(amplification, float("inf")))
     return rows, valid & torch.isfinite(rows).all(dim=1), amplification.float()

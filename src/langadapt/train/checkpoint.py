@@ -29,15 +29,16 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(root: Path, step: int, *, model, optimizer, loader_states: list[dict], rngs: list[dict],
-                    counters: dict, fingerprint: dict, keep_last: int, tag: str | None = None,
-                    scaler_state: dict | None = None) -> Path:
-    """Write ``root/step-N[-tag]/`` atomically; ``loader_states`` and ``rngs`` hold one entry per process."""
+def save_checkpoint(root: Path, step: int, *, model, model_state: dict, optimizer_state: dict,
+                    loader_states: list[dict], rngs: list[dict], counters: dict, fingerprint: dict, keep_last: int,
+                    tag: str | None = None, scaler_state: dict | None = None) -> Path:
+    """Write ``root/step-N[-tag]/`` atomically: ``model_state`` as a HF model dir (config from ``model``), the
+    name-keyed optimizer state, and ``loader_states`` / ``rngs`` with one entry per process."""
     name = f"step-{step}" + (f"-{tag}" if tag else "")
     final = root / name
     with atomic_dir(final, overwrite=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        torch.save({"optimizer": optimizer.state_dict(), "loaders": loader_states, "rngs": rngs,
+        model.save_pretrained(tmp, state_dict=model_state, safe_serialization=True)
+        torch.save({"optimizer": optimizer_state, "loaders": loader_states, "rngs": rngs,
                     "scaler": scaler_state}, tmp / "state.pt")
         (tmp / STATE_FILE).write_text(json.dumps({"step": step, "counters": counters, "fingerprint": fingerprint,
                                                   "tag": tag}, indent=2))

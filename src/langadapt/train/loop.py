@@ -168,12 +168,11 @@ def add_language_embeddings(model, n_languages: int) -> None:
     model.config.type_vocab_size = n_languages
 
 
-def wrap_model(raw, accelerator, compile_model: bool, first: bool):
-    """The module the steps run through: DDP around ``raw`` when distributed (re-wrapped per phase, as DDP only
-    reduces the parameters that were trainable when it was built; FSDP2 shards in place, once), then
-    optionally ``torch.compile``."""
-    fsdp = accelerator.distributed_type.name == "FSDP"
-    model = accelerator.prepare_model(raw) if first or not fsdp else raw
+def wrap_model(raw, accelerator, compile_model: bool, sharded: bool):
+    """The module the steps run through: ``raw`` itself when FSDP2-sharded (in place, once), else DDP around it
+    when distributed (re-wrapped per phase: DDP only reduces the parameters trainable when it was built);
+    then optionally ``torch.compile``."""
+    model = raw if sharded else accelerator.prepare_model(raw)
     return torch.compile(model) if compile_model else model
 
 
@@ -202,6 +201,15 @@ class WithLanguage(torch.nn.Module):
 def evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator, languages: list[str]) -> dict[str, float]:
     """Validation bits per byte per language (CLM: BOS prepended, every token predicted, UTF-8 bytes of the raw
     text); MLM: the loss on a fixed masked sample, and BPB by pseudo-log-likelihood when eval.mlm_bpb."""
+    from langadapt.train.sharding import reshard
+
+    try:
+        return _evaluate(model, val_splits, tokenizer, cfg, accelerator, languages)
+    finally:
+        reshard(model)
+
+
+def _evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator, languages: list[str]) -> dict[str, float]:
     from langadapt.eval.bpb import document_nll, nll_to_bpb, pseudo_log_likelihood
 
     out = {}
@@ -266,6 +274,8 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
     from langadapt.train.metrics import MetricsLog
     from langadapt.train.objectives import mask_tokens, token_nll_sum
     from langadapt.train.optim import clip_gradients, make_optimizer, set_trainable
+    from langadapt.train.sharding import (full_model_state, full_states, load_optimizer_state, no_gradient_sync,
+                                          shard_model)
 
     check_config(cfg)
     t = cfg.train
@@ -336,6 +346,9 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
 
     raw = model.to(accelerator.device)  # the plain module; `model` becomes its (DDP/compiled) wrapper per phase
     scaler = grad_scaler(t.precision, accelerator.device)
+    sharded = t.fsdp and world > 1
+    if sharded:
+        shard_model(raw, accelerator.device)
     if scaler is not None and resume_state is not None and resume_state.get("scaler"):
         scaler.load_state_dict(resume_state["scaler"])
     shift = t.objective == "clm"
@@ -347,10 +360,12 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         return next(ph for ph in phases if ph.start <= step < ph.end)
 
     last_eval: dict[str, float] = {}
-    if cfg.eval.enabled and start_step == 0 and val_splits and main:
+    evaluates_here = main or sharded  # a sharded model needs every process in the forward pass
+    if cfg.eval.enabled and start_step == 0 and val_splits and evaluates_here:
         last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator, loader.languages)
-        log.write({"step": 0, "phase": phases[0].name, "tokens": 0, **last_eval})
-        info("step 0: " + ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
+        if main:
+            log.write({"step": 0, "phase": phases[0].name, "tokens": 0, **last_eval})
+            info("step 0: " + ", ".join(f"{k} {v:.4f}" for k, v in last_eval.items()))
 
     optimizer, current = None, None
     bar = progress(total=t.steps, initial=start_step, desc="train", unit="step", disable=None if main else True)
@@ -361,12 +376,12 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         phase = phase_at(step)
         if phase is not current:  # a new phase: its own trainable set and optimizer (frozen params: no state)
             set_trainable(raw, phase.only_embeddings)
-            model = wrap_model(raw, accelerator, t.compile, first=current is None)
+            model = wrap_model(raw, accelerator, t.compile, sharded)
             optimizer = make_optimizer(raw, phase.schedule.peak_lr, t.weight_decay, t.decay_embeddings,
                                        (t.beta1, t.beta2), t.eps)
             # the optimizer state continues only inside the phase it belongs to (a new phase starts fresh)
             if resume_state is not None and step == start_step and meta["counters"]["phase"] == phase.name:
-                optimizer.load_state_dict(resume_state["optimizer"])
+                load_optimizer_state(raw, optimizer, resume_state["optimizer"])
             current = phase
         if resume_state is not None and step == start_step:
             set_rng_state(resume_state["rngs"][rank])
@@ -387,7 +402,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         nll_total = torch.zeros((), device=accelerator.device)
         model.train()
         for i, batch in enumerate(batches):
-            sync = contextlib.nullcontext() if i == accumulation - 1 else accelerator.no_sync(model)
+            sync = contextlib.nullcontext() if i == accumulation - 1 else no_gradient_sync(model, sharded, accelerator)
             inputs = {"input_ids": batch["input_ids"].to(accelerator.device)}
             if pass_positions:
                 inputs["position_ids"] = batch["position_ids"].to(accelerator.device)
@@ -427,13 +442,13 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
 
         evaluate_now = cfg.eval.enabled and val_splits and (
             (cfg.eval.every and done % cfg.eval.every == 0) or done == t.steps)
+        elapsed = time.perf_counter() - window_start
+        if evaluate_now and evaluates_here:
+            last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator, loader.languages)
         if main and (done % cfg.log.every == 0 or done == t.steps or evaluate_now):
-            elapsed = time.perf_counter() - window_start
             record = {"step": done, "phase": phase.name, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-                      "tokens": tokens_seen, "tokens_per_s": window_tokens / max(elapsed, 1e-9)}
-            if evaluate_now:
-                last_eval = evaluate(raw, val_splits, tokenizer, cfg, accelerator, loader.languages)
-                record.update(last_eval)
+                      "tokens": tokens_seen, "tokens_per_s": window_tokens / max(elapsed, 1e-9),
+                      **(last_eval if evaluate_now else {})}
             log.write(record)
             window_start, window_tokens = time.perf_counter(), 0
         anneal_start = phase.schedule.anneal_start
@@ -441,26 +456,30 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or pre_anneal:
             # every process's loader position and RNG state, so each resumes its own share exactly
             loader_states, rngs = gather_object([loader.state_dict()]), gather_object([rng_state()])
+            model_state, optimizer_state = full_states(raw, optimizer)
             if main:
                 counters = {"tokens": tokens_seen, "phase": phase.name}
                 last_checkpoint = save_checkpoint(
-                    out / "checkpoints", done, model=raw, optimizer=optimizer, loader_states=loader_states, rngs=rngs,
+                    out / "checkpoints", done, model=raw, model_state=model_state, optimizer_state=optimizer_state,
+                    loader_states=loader_states, rngs=rngs,
                     counters=counters, fingerprint=print_fp, keep_last=cfg.checkpoint.keep_last,
                     tag="pre-anneal" if pre_anneal else None,
                     scaler_state=scaler.state_dict() if scaler is not None else None)
     bar.close()
-    accelerator.wait_for_everyone()
+    final_state = full_model_state(raw)
     if main:
         log.close()
-        save_final(raw, tokenizer, cfg, out, record, last_eval)
+        save_final(raw, final_state, tokenizer, cfg, out, record, last_eval)
+    accelerator.wait_for_everyone()
     return {"step": t.steps, **{k: v for k, v in record.items() if k != "step"}, **last_eval}
 
 
-def save_final(model, tokenizer, cfg: TrainRunConfig, out: Path, record: dict, evaluation: dict) -> None:
+def save_final(model, state: dict, tokenizer, cfg: TrainRunConfig, out: Path, record: dict, evaluation: dict) -> None:
+    """``out/final/``: a plain HF model dir (weights ``state``), the tokenizer, a model card and the final metrics."""
     from langadapt.io.atomic import atomic_dir
 
     with atomic_dir(out / "final", overwrite=True) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         metrics = {**{k: v for k, v in record.items() if isinstance(v, (int, float))}, **evaluation}
         lines = [f"# {Path(cfg.out_dir).name}", "",

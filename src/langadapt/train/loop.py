@@ -282,7 +282,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
     out = Path(cfg.out_dir)
     if cfg.model_config is None and not cfg.model:
         raise ConfigError("set model (a model dir or Hub id) or model_config")
-    accelerator = make_accelerator(t.precision, fsdp=t.fsdp)
+    accelerator = make_accelerator(t.precision)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     if t.global_batch_size % (t.micro_batch_size * world):
         raise ConfigError(f"train.global_batch_size {t.global_batch_size} is not divisible by micro_batch_size "

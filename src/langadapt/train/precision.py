@@ -1,9 +1,9 @@
-"""Precision and distribution set-up: which dtype the weights live in, what accelerate autocasts.
+"""Precision: which dtype the weights live in, what runs under autocast, loss scaling.
 
 - ``fp32``: everything in float32.
 - ``bf16-mixed``: float32 weights, gradients and optimizer state; forward/backward under bf16 autocast.
 - ``bf16-true``: weights (hence gradients and AdamW state) in bf16; no autocast, no fp32 master copy.
-- ``fp16-mixed``: float32 weights, fp16 autocast with dynamic loss scaling (GPU only).
+- ``fp16-mixed``: float32 weights, fp16 autocast with dynamic loss scaling.
 """
 
 from __future__ import annotations
@@ -37,22 +37,12 @@ def grad_scaler(precision: str, device: torch.device):
     return torch.amp.GradScaler(device.type) if precision == "fp16-mixed" else None
 
 
-def make_accelerator(precision: str, fsdp: bool = False):
-    """An ``Accelerator`` for process placement: DDP (or FSDP2 with ``fsdp``) when launched with several
-    processes (``accelerate launch`` / ``torchrun``), a plain single process otherwise."""
+def make_accelerator(precision: str):
+    """An ``Accelerator`` for process placement (DDP when launched with several processes through
+    ``accelerate launch`` / ``torchrun``); precision is handled by :func:`autocast` and :func:`grad_scaler`,
+    FSDP2 by ``train/sharding.py``."""
     from accelerate import Accelerator
 
     if precision not in PRECISIONS:
         raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    gpu = torch.cuda.is_available()
-    if precision == "fp16-mixed" and not gpu:
-        raise ConfigError("fp16-mixed needs a GPU (loss scaling); on CPU use fp32, bf16-mixed or bf16-true")
-    plugin = None
-    if fsdp:
-        from accelerate.utils import FullyShardedDataParallelPlugin
-
-        # FSDP2 (per-parameter sharding); frozen parameters are allowed inside a sharded module
-        plugin = FullyShardedDataParallelPlugin(fsdp_version=2, reshard_after_forward=True,
-                                                state_dict_type="FULL_STATE_DICT",
-                                                auto_wrap_policy="transformer_based_wrap")
-    return Accelerator(cpu=not gpu, fsdp_plugin=plugin)
+    return Accelerator(cpu=not torch.cuda.is_available())

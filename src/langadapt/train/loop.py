@@ -95,7 +95,7 @@ def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str)
         config._attn_implementation = cfg.train.attention
         torch.manual_seed(cfg.train.seed)
         cls = AutoModelForMaskedLM if kind == "masked" else AutoModelForCausalLM
-        return cls.from_config(config).to(dtype)
+        return cls.from_config(config, dtype=dtype)  # built in its dtype: no fp32 copy at the peak
     model = load_model(source, kind=kind, dtype=dtype, attn_implementation=cfg.train.attention)
     return model.to(dtype)
 
@@ -456,7 +456,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or pre_anneal:
             # every process's loader position and RNG state, so each resumes its own share exactly
             loader_states, rngs = gather_object([loader.state_dict()]), gather_object([rng_state()])
-            model_state, optimizer_state = full_states(raw, optimizer)
+            model_state, optimizer_state = full_states(raw, optimizer, sharded)
             if main:
                 counters = {"tokens": tokens_seen, "phase": phase.name}
                 last_checkpoint = save_checkpoint(
@@ -466,7 +466,7 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
                     tag="pre-anneal" if pre_anneal else None,
                     scaler_state=scaler.state_dict() if scaler is not None else None)
     bar.close()
-    final_state = full_model_state(raw)
+    final_state = full_model_state(raw, sharded)
     if main:
         log.close()
         save_final(raw, final_state, tokenizer, cfg, out, record, last_eval)

@@ -55,18 +55,20 @@ def _fsdp_no_sync(model):
         model.set_requires_gradient_sync(True)
 
 
-def full_states(model, optimizer) -> tuple[dict, dict]:
-    """Full model and optimizer state dicts (names as keys) on CPU; a collective call under FSDP."""
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict)
+def full_states(model, optimizer, sharded: bool) -> tuple[dict, dict]:
+    """Full model and optimizer state dicts (names as keys); gathered to CPU (a collective) when sharded,
+    the live tensors (no copy) otherwise."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=sharded)
+    return full_model_state(model, sharded), get_optimizer_state_dict(model, optimizer, options=options)
 
 
-def full_model_state(model) -> dict:
+def full_model_state(model, sharded: bool) -> dict:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+    if not sharded:
+        return model.state_dict()
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 

@@ -153,6 +153,10 @@ def test_bad_inputs(setup, tmp_path, byte_bpe_tokenizer):
         (["--train.precision", "fp8"], "precision"),
         (["--data.train", "{}"], "no training data"),
     ]
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        cases.append((["--log.tensorboard"], "pip install tensorboard"))
     for extra, needle in cases:
         code, _, err = run_cli(*base_args(model, store, out), *extra)
         assert code == 2 and needle in err and err.count("\n") == 1, (extra, err)
@@ -183,8 +187,12 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(setup):
     out = root / "nan"
     code, _, err = run_cli(*base_args(model, store, out, steps=8), "--train.lr", "1e30", "--train.grad-clip", "0",
                            "--checkpoint.every", "1")
-    assert code == 2 and "the loss became" in err and err.count("\n") == 1
-    assert (out / "checkpoints").exists() and not (out / "final").exists()
+    assert code == 2 and "became" in err and "stopping" in err and err.count("\n") == 1
+    assert not (out / "final").exists()
+    # the checkpoint it names is kept and holds finite weights
+    named = err.split("the last good checkpoint, ")[1].strip()
+    weights = load_file(f"{named}/model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
 
 
 def test_resume_at_phase_boundary_and_mid_phase_matches_straight_run(setup):
@@ -238,3 +246,38 @@ def test_mixed_precision_autocasts_and_keeps_fp32_master_weights(setup, precisio
         assert state["scaler"]["scale"] > 1  # dynamic loss scaling saved for an exact resume
     else:
         assert state["scaler"] is None
+
+
+def test_token_nll_sum_matches_a_per_position_loop():
+    from langadapt.train.objectives import token_nll_sum
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 11, generator=g)
+    labels = torch.randint(0, 11, (3, 7), generator=g)
+    labels[0, 3] = labels[2, 0] = IGNORE
+    for shift in (True, False):
+        total, count = 0.0, 0
+        for b in range(3):
+            for t in range(7 - shift):
+                target = labels[b, t + shift]
+                if target != IGNORE:
+                    total -= torch.log_softmax(logits[b, t], -1)[target].item()
+                    count += 1
+        nll, n = token_nll_sum(logits, labels, shift=shift)
+        assert n == count and nll.item() == pytest.approx(total, rel=1e-5)
+
+
+def test_unknown_yaml_key_is_one_line_error_with_did_you_mean(tmp_path):
+    cfgfile = tmp_path / "typo.yaml"
+    cfgfile.write_text("model: m\nout_dir: o\ntrain:\n  lrr: 1.0e-3\n")
+    code, _, err = run_cli("train", "--config", str(cfgfile))
+    assert code == 2 and err.count("\n") == 1 and "lrr" in err
+
+
+@pytest.mark.xfail(strict=True, reason="cli._did_you_mean does not yet read jsonargparse's nested "
+                   "\"Group 'train' does not accept option 'lrr'\" message (change requested from the lead)")
+def test_unknown_yaml_key_suggests_the_nested_key(tmp_path):
+    cfgfile = tmp_path / "typo.yaml"
+    cfgfile.write_text("model: m\nout_dir: o\ntrain:\n  lrr: 1.0e-3\n")
+    code, _, err = run_cli("train", "--config", str(cfgfile))
+    assert code == 2 and "did you mean '--train.lr'" in err

@@ -9,6 +9,7 @@ checkpoint -> final model directory.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import shutil
@@ -53,6 +54,9 @@ def check_config(cfg: TrainRunConfig) -> None:
         raise ConfigError("data.mode packed keeps documents apart through causal position ids; use concat for mlm")
     if t.lr <= 0:
         raise ConfigError(f"train.lr must be > 0, got {t.lr}")
+    for flag, package in ((cfg.log.tensorboard, "tensorboard"), (cfg.log.wandb, "wandb")):
+        if flag and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"log.{package} needs the {package} package: pip install {package}")
 
 
 def build_phases(cfg: TrainRunConfig) -> list[Phase]:
@@ -174,6 +178,21 @@ def wrap_model(raw, accelerator, compile_model: bool, sharded: bool):
     then optionally ``torch.compile``."""
     model = raw if sharded else accelerator.prepare_model(raw)
     return torch.compile(model) if compile_model else model
+
+
+def diverged(what: str, value: float, step: int, last_checkpoint) -> None:
+    where = (f"; resume from the last good checkpoint, {last_checkpoint}" if last_checkpoint
+             else "; no checkpoint was saved before")
+    subject = "the model's weights became non-finite" if what == "model" else f"the {what} became {value}"
+    raise UserError(f"{subject} at step {step}, stopping. Lower train.lr, raise train.warmup_steps or use "
+                    f"fp32/bf16-mixed precision{where}")
+
+
+@torch.no_grad()
+def all_finite(model) -> bool:
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    ok = torch.stack([f.full_tensor() if hasattr(f, "full_tensor") else f for f in flags]).all()
+    return bool(ok)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------
@@ -418,12 +437,12 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
             nll_total += nll.detach()
         loss_value = accelerator.reduce(nll_total, reduction="sum").item() / max(n_global, 1.0)
         if not math.isfinite(loss_value):
-            where = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
-            raise UserError(f"the loss became {loss_value} at step {step + 1}; stopping{where}. "
-                            "Lower train.lr, raise train.warmup_steps or use fp32/bf16-mixed precision")
+            diverged("loss", loss_value, step + 1, last_checkpoint)
         if scaler is not None:
             scaler.unscale_(optimizer)  # clip the true gradients
         grad_norm = clip_gradients([p for p in raw.parameters() if p.requires_grad], t.grad_clip)
+        if scaler is None and not math.isfinite(grad_norm):  # (fp16: the scaler skips such steps itself)
+            diverged("gradient norm", grad_norm, step + 1, last_checkpoint)
         lr = phase.schedule.lr(step - phase.start)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -455,6 +474,8 @@ def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
         pre_anneal = anneal_start is not None and done - phase.start == anneal_start
         if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or pre_anneal:
             # every process's loader position and RNG state, so each resumes its own share exactly
+            if not all_finite(raw):  # never save a diverged model as "the last good checkpoint"
+                diverged("model", float("nan"), done, last_checkpoint)
             loader_states, rngs = gather_object([loader.state_dict()]), gather_object([rng_state()])
             model_state, optimizer_state = full_states(raw, optimizer, sharded)
             if main:

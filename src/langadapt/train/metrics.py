@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from langadapt.errors import ConfigError
+
 
 class MetricsLog:
     def __init__(self, path: Path, resume_step: int | None = None, tensorboard_dir: Path | None = None,
@@ -26,12 +28,16 @@ class MetricsLog:
         self._tb = None
         self._wandb = None
         if tensorboard_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError("log.tensorboard needs the tensorboard package: pip install tensorboard") from None
             self._tb = SummaryWriter(str(tensorboard_dir))
         if wandb_config is not None:
-            import wandb
-
+            try:
+                import wandb
+            except ImportError:
+                raise ConfigError("log.wandb needs the wandb package: pip install wandb") from None
             self._wandb = wandb.init(config=wandb_config)
 
     def write(self, record: dict) -> None:

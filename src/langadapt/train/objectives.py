@@ -9,10 +9,11 @@ IGNORE = -100
 
 
 def token_nll_sum(logits: torch.Tensor, labels: torch.Tensor, shift: bool) -> tuple[torch.Tensor, int]:
-    """Summed NLL over the labelled positions (fp32), and how many there are."""
-    if shift:
-        logits, labels = logits[:, :-1], labels[:, 1:]
+    """Summed NLL over the labelled positions (fp32), and how many there are. ``shift``: position t predicts
+    label t+1 (the labels are shifted, not the logits, which would copy the [B, T, V] tensor)."""
     labels = labels.to(logits.device)
+    if shift:
+        labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE)
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
                            ignore_index=IGNORE, reduction="sum")
     return loss, int((labels != IGNORE).sum())

@@ -274,8 +274,6 @@ def test_unknown_yaml_key_is_one_line_error_with_did_you_mean(tmp_path):
     assert code == 2 and err.count("\n") == 1 and "lrr" in err
 
 
-@pytest.mark.xfail(strict=True, reason="cli._did_you_mean does not yet read jsonargparse's nested "
-                   "\"Group 'train' does not accept option 'lrr'\" message (change requested from the lead)")
 def test_unknown_yaml_key_suggests_the_nested_key(tmp_path):
     cfgfile = tmp_path / "typo.yaml"
     cfgfile.write_text("model: m\nout_dir: o\ntrain:\n  lrr: 1.0e-3\n")

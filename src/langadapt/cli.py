@@ -172,9 +172,11 @@ def build_parser(command: Command):
 def _did_you_mean(message: str, parser) -> str:
     match = re.search(r"unrecognized arguments: (--?[\w.]+)", message) or re.search(
         r"[Kk]ey ['\"]?([\w.]+)['\"]? is not expected", message)
-    if not match:
+    nested = re.search(r"Group ['\"]([\w.]+)['\"] does not accept option ['\"]([\w.]+)['\"]", message)
+    if not match and not nested:
         return ""
-    bad = match.group(1).lstrip("-")
+    # a YAML key inside a group ("train: {lrr: ...}") is reported by group and option separately
+    bad = f"{nested.group(1)}.{nested.group(2)}" if nested else match.group(1).lstrip("-")
     known = [opt.lstrip("-") for action in parser._actions for opt in action.option_strings]
     close = difflib.get_close_matches(bad, known, n=1, cutoff=0.6)
     return f" (did you mean '--{close[0].replace('_', '-')}'?)" if close else ""

@@ -205,3 +205,22 @@ def test_python_api_rejects_misspelled_inputs(tokenizers):
     with pytest.raises(ConfigError, match="did you mean 'clp_top_k'"):
         transfer_model(tiny_model("gpt2", len(source_tok)), source_tok, target_tok, "clp", helper_model=None,
                        clp_topk=5)
+
+
+def test_clp_untied_helper_gives_the_output_side_its_own_weights(tokenizers):
+    """Llama source and Llama helper, both untied: lm_head rows follow the helper's lm_head similarities."""
+    source_tok, target_tok = tokenizers
+    model = tiny_model("llama", len(source_tok), tie_word_embeddings=False)
+    helper = tiny_model("llama", len(target_tok), hidden=16, seed=3, tie_word_embeddings=False)
+    assert not is_tied(model) and not is_tied(helper)
+    old_in, old_out, _, _ = _snapshot(model, len(source_tok))
+    overlap = find_overlap(source_tok, target_tok)
+    model, report = transfer_model(model, source_tok, target_tok, "clp", helper_model=helper)
+    new_ids = sorted(set(range(len(target_tok))) - set(overlap.target_ids.tolist()))
+    for new, old, space in ((model.get_input_embeddings().weight, old_in, helper.get_input_embeddings()),
+                            (model.get_output_embeddings().weight, old_out, helper.get_output_embeddings())):
+        h = space.weight.detach().double().numpy()
+        anchors = old.double().numpy()[overlap.source_ids.numpy()]
+        ref = np.stack([reference_row(t, h, overlap.target_ids.tolist(), anchors, "topk") for t in new_ids])
+        assert relative_error(new.detach()[new_ids], ref) <= 1e-5
+    assert report["details"]["output_similarity"] == "helper output embeddings"

@@ -110,3 +110,41 @@ def test_rows_without_usable_weights_go_to_fallback():
     assert dense.origin[3] == ORIGIN_FALLBACK and dense.origin[4] == ORIGIN_COMPUTED
     topk = clp_combine(source, helper, overlap_t, overlap_s, weights="topk", top_k=50)  # k > |overlap| is clamped
     assert topk.details["top_k"] == 3 and topk.origin[4] == ORIGIN_COMPUTED
+
+
+@pytest.mark.parametrize("weights", ["topk", "positive"])
+def test_output_side_uses_the_helpers_output_embeddings(problem, weights):
+    """Untied source and helper: input rows from the helper's input space, output rows and head bias from its
+    output space (each checked against the per-token formula); a tied helper gives one set of weights."""
+    from langadapt.transfer.clp import clp_combine_sides
+
+    overlap_t, overlap_s, source, helper_in, helper_out = problem
+    sides = [False, True, True]
+    result = clp_combine_sides(source, sides, helper_in, helper_out, overlap_t, overlap_s, weights=weights)
+    new_ids = [t for t in range(N_TARGET) if t not in set(overlap_t.tolist())]
+    for matrix, old, helper in zip(result.matrices, source, (helper_in, helper_out, helper_out)):
+        anchors = old.double().numpy()[overlap_s.numpy()]
+        ref = np.stack([reference_row(t, helper.double().numpy(), overlap_t.tolist(), anchors, weights)
+                        for t in new_ids])
+        assert relative_error(matrix[new_ids], ref) <= 1e-5
+        assert torch.equal(matrix[overlap_t], old[overlap_s])
+    assert result.details["output_similarity"] == "helper output embeddings"
+    # The two spaces differ, so the output rows are not the input-space mix.
+    input_space = clp_combine(source, helper_in, overlap_t, overlap_s, weights=weights)
+    assert not torch.allclose(result.matrices[1][new_ids], input_space.matrices[1][new_ids])
+    tied = clp_combine_sides(source, sides, helper_in, None, overlap_t, overlap_s, weights=weights)
+    for ours, single in zip(tied.matrices, input_space.matrices):
+        assert torch.equal(ours, single)
+    assert tied.details["output_similarity"] == "helper input embeddings"
+
+
+def test_a_row_unusable_on_one_side_falls_back_on_both(problem):
+    from langadapt.transfer.clp import clp_combine_sides
+
+    overlap_t, overlap_s, source, helper_in, helper_out = problem
+    new_id = next(t for t in range(N_TARGET) if t not in set(overlap_t.tolist()))
+    helper_out = helper_out.clone()
+    helper_out[new_id] = 0  # no similarity in the output space
+    result = clp_combine_sides(source, [False, True, True], helper_in, helper_out, overlap_t, overlap_s)
+    assert result.origin[new_id] == ORIGIN_FALLBACK and result.details["fallback"] == 1
+    assert all(not m[new_id].any() for m in result.matrices)  # left for the apply step to fill

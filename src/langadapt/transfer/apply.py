@@ -157,8 +157,9 @@ def same_vocabulary(a, b) -> bool:
 # ---- methods ----------------------------------------------------------------------------------------
 
 def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[torch.Tensor], *,
-               config=None, helper_embeddings: torch.Tensor | None = None, seed: int = 0,
-               **inputs) -> tuple[MethodResult, object]:
+               config=None, helper_embeddings: torch.Tensor | None = None,
+               helper_output_embeddings: torch.Tensor | None = None, output_side: list[bool] | None = None,
+               seed: int = 0, **inputs) -> tuple[MethodResult, object]:
     """Dispatch to one method; returns (result, overlap or None)."""
     from langadapt.progress import progress
     from langadapt.transfer.overlap import find_overlap
@@ -187,10 +188,12 @@ def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[t
 
         return fvt_from_tokenizers(source_tokenizer, target_tokenizer, matrices, overlap), overlap
     if method == "clp":
-        from langadapt.transfer.clp import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_WEIGHTS, clp_combine
+        from langadapt.transfer.clp import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_WEIGHTS, clp_combine_sides
 
-        result = clp_combine(
-            matrices, helper_embeddings[:n_target], overlap.target_ids, overlap.source_ids,
+        result = clp_combine_sides(
+            matrices, output_side or [False] * len(matrices), helper_embeddings[:n_target],
+            None if helper_output_embeddings is None else helper_output_embeddings[:n_target],
+            overlap.target_ids, overlap.source_ids,
             weights=_value(inputs, "clp_weights", DEFAULT_WEIGHTS),
             top_k=int(_value(inputs, "clp_top_k", DEFAULT_TOP_K)),
             temperature=float(_value(inputs, "clp_temperature", DEFAULT_TEMPERATURE)),
@@ -343,8 +346,8 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
                    seed: int = 0, **method_inputs) -> tuple[object, dict]:
     """Transfer ``model`` (modified in place) from ``source_tokenizer`` to ``target_tokenizer``.
 
-    ``helper_model`` (clp): a model object whose input embeddings give the similarities; its tokenizer
-    must be ``target_tokenizer``. Other method inputs are the keyword arguments of ``transfer``.
+    ``helper_model`` (clp): a model object whose input embeddings (and untied output embeddings, for the
+    output side) give the similarities; its tokenizer must be ``target_tokenizer``. Other method inputs are the keyword arguments of ``transfer``.
     Returns (model, report dict).
     """
     from langadapt.progress import info
@@ -353,7 +356,7 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
     inputs = dict(method_inputs, helper_model=helper_model)
     check_method_inputs(method, inputs)
     check_tokenizer_fits(source_tokenizer, model, "source", getattr(model, "name_or_path", "") or "source model")
-    helper_embeddings = None
+    helper_embeddings = helper_output_embeddings = None
     if method == "clp" and isinstance(helper_model, (str, Path)):
         from langadapt.io.models import load_model
 
@@ -362,12 +365,17 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, *, he
         check_tokenizer_fits(target_tokenizer, helper_model, "helper/target",
                              getattr(helper_model, "name_or_path", "") or "helper model")
         helper_embeddings = helper_model.get_input_embeddings().weight.detach().float()
+        if not is_tied(helper_model) and helper_model.get_output_embeddings() is not None:
+            helper_output_embeddings = helper_model.get_output_embeddings().weight.detach().float()
 
     check_padding_positions(model, target_tokenizer.pad_token_id)
     names, matrices = source_matrices(model, len(source_tokenizer))
     method_started = time.perf_counter()
     result, overlap = run_method(method, source_tokenizer, target_tokenizer, matrices, config=model.config,
-                                 helper_embeddings=helper_embeddings, seed=seed, **method_inputs)
+                                 helper_embeddings=helper_embeddings,
+                                 helper_output_embeddings=helper_output_embeddings,
+                                 output_side=[name != "input_embeddings" for name in names], seed=seed,
+                                 **method_inputs)
     method_seconds = time.perf_counter() - method_started
     n_target = len(target_tokenizer)
     if len(result.matrices) != len(matrices) or any(m.shape != (n_target, s.shape[1])

@@ -20,7 +20,7 @@ class TransferArgs:
     source_tokenizer: Optional[str] = None
     """The source model's tokenizer, when it is not saved with the source model."""
     helper_model: Optional[str] = None
-    """clp: a (small) model trained with the target tokenizer; its input embeddings give the similarities."""
+    """clp: a (small) model trained with the target tokenizer; its input embeddings give the similarities (its untied output embeddings those of the output side)."""
     clp_weights: str = "topk"
     """clp: how similarities become weights: topk (softmax over the --clp-top-k most similar overlapping tokens),
     positive (negative cosines clipped, then normalized) or dense (the reference formula, fragile)."""

@@ -8,6 +8,13 @@ input-embedding space. The new source-space row is Σ_o w_to · E_s[o], with wei
 - ``positive``: negative similarities clipped to 0, then normalized the same way;
 - ``topk``: softmax(s_to / τ) over the k most similar overlapping tokens.
 
+For an untied source model the output side (output embeddings, head bias) is mixed separately, with
+similarities from the helper's own output embeddings when the helper is untied too: which tokens are
+*predicted* in similar contexts is what an output row encodes, and input-space neighbours are a poor
+proxy for that (with input-space weights on the output rows, a transferred model starved the computed
+tokens of probability: worse than a uniform guess on them at step 0). The reference handles tied
+models only, where both sides are one matrix and this question does not arise.
+
 ``topk`` and ``positive`` are computed in blocks of new tokens (one similarity product per block), so
 the full |new| × |overlap| similarity matrix is never held. ``dense`` is linear in the cosines, so it
 factorizes through the helper dimension and needs no similarity matrix at all:
@@ -166,3 +173,42 @@ def clp_combine(
         details.update(ill_conditioned=int(ill.sum()), ill_conditioned_examples=new_ids[ill][:10].tolist(),
                        max_amplification=float(finite.max()) if finite.numel() else None)
     return MethodResult(matrices=matrices, origin=origin, details=details)
+
+
+def clp_combine_sides(
+    source_matrices: list[torch.Tensor],
+    output_side: list[bool],
+    helper_input: torch.Tensor,
+    helper_output: torch.Tensor | None,
+    overlap_target_ids: torch.Tensor,
+    overlap_source_ids: torch.Tensor,
+    **options,
+) -> MethodResult:
+    """CLP with the input side weighted by the helper's input embeddings and the output side
+    (``output_side[j]`` true: untied output embeddings, head bias) by ``helper_output``, the helper's
+    untied output embeddings; ``helper_output`` None (a tied helper): one set of weights for all."""
+    outputs = [j for j, flag in enumerate(output_side) if flag]
+    if helper_output is None or not outputs:
+        result = clp_combine(source_matrices, helper_input, overlap_target_ids, overlap_source_ids, **options)
+        result.details["output_similarity"] = "helper input embeddings" if outputs else "tied"
+        return result
+    inputs = [j for j, flag in enumerate(output_side) if not flag]
+    parts = {}
+    for side, ids, helper in (("input", inputs, helper_input), ("output", outputs, helper_output)):
+        parts[side] = (ids, clp_combine([source_matrices[j] for j in ids], helper, overlap_target_ids,
+                                        overlap_source_ids, **options))
+    matrices: list[torch.Tensor] = [None] * len(source_matrices)  # type: ignore[list-item]
+    for ids, result in parts.values():
+        for j, matrix in zip(ids, result.matrices):
+            matrices[j] = matrix
+    # A row unusable on either side falls back on both, so that a token's rows stay one method's.
+    origin = torch.maximum(parts["input"][1].origin, parts["output"][1].origin)
+    details = dict(parts["input"][1].details)
+    details.update(
+        computed=int((origin == ORIGIN_COMPUTED).sum()), fallback=int((origin == ORIGIN_FALLBACK).sum()),
+        output_similarity="helper output embeddings")
+    result = MethodResult(matrices=matrices, origin=origin, details=details)
+    if not torch.equal(origin, parts["input"][1].origin) or not torch.equal(origin, parts["output"][1].origin):
+        for matrix in result.matrices:  # rows now marked fallback are refilled by the apply step
+            matrix[origin == ORIGIN_FALLBACK] = 0
+    return result

@@ -127,7 +127,7 @@ def test_cli_outputs_and_bad_inputs(tmp_path, byte_bpe_tokenizer):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("\n".join(make_texts(5, seed=60)) + "\n")
     b.write_text("\n".join(make_texts(5, seed=61)) + "\n")
-    code, out, err = run_cli("eval", "similarity", "--model", str(model_dir), "--parallel", f"{a},{b}",
+    code, out, err = run_cli("eval", "similarity", "--model", str(model_dir), "--parallel", str(a), str(b),
                              "--out", str(tmp_path / "sim"))
     assert code == 0, err
     result = json.loads((tmp_path / "sim" / "similarity.json").read_text())

@@ -101,6 +101,43 @@ def _bool_options(args_cls, prefix: str = "") -> set[str]:
     return names
 
 
+def _list_options(args_cls, prefix: str = "") -> set[str]:
+    """Dotted names of every field that takes a list (``list[str] | str`` and the like)."""
+    import dataclasses
+    import typing
+
+    names: set[str] = set()
+    hints = typing.get_type_hints(args_cls)
+    for f in dataclasses.fields(args_cls):
+        hint = hints.get(f.name, f.type)
+        if dataclasses.is_dataclass(hint):
+            names |= _list_options(hint, prefix + f.name + ".")
+        elif typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in typing.get_args(hint)):
+            names.add(prefix + f.name)
+    return names
+
+
+def _join_list_values(argv: list[str], lists: set[str]) -> list[str]:
+    """``--parallel A B`` (several values after a list option) means ``--parallel=["A", "B"]``."""
+    import json
+
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token.startswith("--") and "=" not in token and token[2:] in lists:
+            j = i + 1
+            while j < len(argv) and not argv[j].startswith("--"):
+                j += 1
+            if j - i > 2:
+                out.append(f"--{token[2:]}={json.dumps(argv[i + 1:j])}")
+                i = j
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def _expand_bool_flags(argv: list[str], bools: set[str]) -> list[str]:
     """A bare ``--overwrite`` means ``--overwrite=true``; ``--no-overwrite`` means ``=false``."""
     out: list[str] = []
@@ -188,6 +225,7 @@ def parse(command: Command, argv: list[str]):
 
     parser, args_cls = build_parser(command)
     argv = _expand_bool_flags([_normalize_flag(a) for a in argv], _bool_options(args_cls))
+    argv = _join_list_values(argv, _list_options(args_cls))
     if any(a in ("-h", "--help") for a in argv):
         print(_dash_help(parser.format_help()))
         raise SystemExit(0)

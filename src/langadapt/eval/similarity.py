@@ -231,7 +231,7 @@ class SimilarityArgs:
     model: str
     """Model directory or Hub id (causal or masked LM)."""
     parallel: list[str] | str
-    """Two parallel files, line i of one translating (or cloning) line i of the other: A,B or [A,B].
+    """Two parallel files, line i of one translating (or cloning) line i of the other: `A B`, `A,B` or `[A,B]`.
     .txt: one sentence per line; .jsonl: one record per line (--text-field)."""
     tokenizer: str | None = None
     """Tokenizer directory or Hub id. Default: the one saved with the model."""
@@ -282,7 +282,7 @@ def similarity_command(args: SimilarityArgs) -> int:
 
     files = split_list(args.parallel)
     if len(files) != 2:
-        raise InputError(f"--parallel needs exactly two files (A,B), got {len(files)}")
+        raise InputError(f"--parallel needs exactly two files (A B), got {len(files)}")
     if args.max_pairs < 1 or args.batch_size < 1:
         raise ConfigError("--max-pairs and --batch-size must be >= 1")
     lines_a, lines_b = (read_parallel_lines(f, args.text_field) for f in files)

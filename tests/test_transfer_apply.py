@@ -224,3 +224,12 @@ def test_clp_untied_helper_gives_the_output_side_its_own_weights(tokenizers):
         ref = np.stack([reference_row(t, h, overlap.target_ids.tolist(), anchors, "topk") for t in new_ids])
         assert relative_error(new.detach()[new_ids], ref) <= 1e-5
     assert report["details"]["output_similarity"] == "helper output embeddings"
+    # --clp-output-similarity input: the input side's weights on the output side too (the reference rule)
+    again = tiny_model("llama", len(source_tok), tie_word_embeddings=False)
+    again, report = transfer_model(again, source_tok, target_tok, "clp", helper_model=helper,
+                                   clp_output_similarity="input")
+    h = helper.get_input_embeddings().weight.detach().double().numpy()
+    anchors = old_out.double().numpy()[overlap.source_ids.numpy()]
+    ref = np.stack([reference_row(t, h, overlap.target_ids.tolist(), anchors, "topk") for t in new_ids])
+    assert relative_error(again.get_output_embeddings().weight.detach()[new_ids], ref) <= 1e-5
+    assert report["details"]["output_similarity"] == "helper input embeddings"

@@ -41,8 +41,8 @@ REQUIRED_INPUTS = {
     "wechsel": (("source_fasttext",), ("target_fasttext",), ("dictionary",)),
 }
 # Every method input the apply step knows (besides the above): anything else is a typo.
-DEFAULTED_INPUTS = ("clp_weights", "clp_top_k", "clp_temperature", "text_field", "wechsel_k",
-                    "wechsel_temperature", "copy_overlap")
+DEFAULTED_INPUTS = ("clp_weights", "clp_top_k", "clp_temperature", "clp_output_similarity", "text_field",
+                    "wechsel_k", "wechsel_temperature", "copy_overlap")
 EXAMPLES_PER_ORIGIN = 10
 
 
@@ -97,6 +97,9 @@ def check_method_inputs(method: str, inputs: dict) -> None:
         weights = _value(inputs, "clp_weights", DEFAULT_WEIGHTS)
         if weights not in CLP_WEIGHTS:
             raise ConfigError(f"unknown --clp-weights '{weights}'; use one of {', '.join(CLP_WEIGHTS)}")
+        if _value(inputs, "clp_output_similarity", "output") not in ("output", "input"):
+            raise ConfigError(f"unknown --clp-output-similarity '{inputs['clp_output_similarity']}'; "
+                              "use output or input")
         if int(_value(inputs, "clp_top_k", DEFAULT_TOP_K)) < 1 or \
                 float(_value(inputs, "clp_temperature", DEFAULT_TEMPERATURE)) <= 0:
             raise ConfigError("--clp-top-k must be >= 1 and --clp-temperature > 0")
@@ -192,7 +195,8 @@ def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[t
 
         result = clp_combine_sides(
             matrices, output_side or [False] * len(matrices), helper_embeddings[:n_target],
-            None if helper_output_embeddings is None else helper_output_embeddings[:n_target],
+            None if helper_output_embeddings is None or _value(inputs, "clp_output_similarity", "output") == "input"
+            else helper_output_embeddings[:n_target],
             overlap.target_ids, overlap.source_ids,
             weights=_value(inputs, "clp_weights", DEFAULT_WEIGHTS),
             top_k=int(_value(inputs, "clp_top_k", DEFAULT_TOP_K)),
@@ -453,8 +457,8 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     method: one of ``METHODS``. source_model: model directory or Hub id (its tokenizer is used unless
     ``source_tokenizer`` is given). target_tokenizer: the new tokenizer (for ``clp`` it defaults to the
     helper's and must equal it). out: output directory (written atomically). Method inputs:
-    ``helper_model``, ``clp_weights``, ``clp_top_k``, ``clp_temperature`` (clp); ``fasttext_model`` or
-    ``corpus`` + ``text_field`` (focus); ``source_fasttext``, ``target_fasttext``, ``dictionary``,
+    ``helper_model``, ``clp_weights``, ``clp_top_k``, ``clp_temperature``, ``clp_output_similarity``
+    (clp); ``fasttext_model`` or ``corpus`` + ``text_field`` (focus); ``source_fasttext``, ``target_fasttext``, ``dictionary``,
     ``wechsel_k``, ``wechsel_temperature`` (wechsel); ``random_std`` (random); ``copy_overlap``
     (mean/random/gaussian: keep the overlapping tokens' rows). config: the resolved CLI arguments,
     saved as ``transfer_config.yaml`` beside the model.

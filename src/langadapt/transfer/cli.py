@@ -21,6 +21,10 @@ class TransferArgs:
     """The source model's tokenizer, when it is not saved with the source model."""
     helper_model: Optional[str] = None
     """clp: a (small) model trained with the target tokenizer; its input embeddings give the similarities (its untied output embeddings those of the output side)."""
+    clp_output_similarity: str = "output"
+    """clp, untied source model: where the output side's (LM-head rows, head bias) similarities come from:
+    output (the helper's own untied output embeddings when it has them; measured better) or input (the
+    input side's weights for both, as the tied-only reference would)."""
     clp_weights: str = "topk"
     """clp: how similarities become weights: topk (softmax over the --clp-top-k most similar overlapping tokens),
     positive (negative cosines clipped, then normalized) or dense (the reference formula, fragile)."""
@@ -61,13 +65,13 @@ def transfer_command(args: TransferArgs) -> int:
               if k not in ("method", "source_model", "target_tokenizer", "out", "source_tokenizer", "helper_model",
                            "seed", "overwrite")}
     method_specific = {
-        "clp": ("clp_weights", "clp_top_k", "clp_temperature"),
+        "clp": ("clp_weights", "clp_top_k", "clp_temperature", "clp_output_similarity"),
         "focus": ("fasttext_model", "corpus", "text_field"),
         "wechsel": ("source_fasttext", "target_fasttext", "dictionary", "wechsel_k", "wechsel_temperature"),
         "random": ("random_std", "copy_overlap"), "mean": ("copy_overlap",), "gaussian": ("copy_overlap",),
     }
     # Defaulted options of other methods stay out of the report; options without a default are checked by apply.
-    defaulted = {"clp_weights", "clp_top_k", "clp_temperature", "text_field", "wechsel_k", "wechsel_temperature",
+    defaulted = {"clp_weights", "clp_top_k", "clp_temperature", "clp_output_similarity", "text_field", "wechsel_k", "wechsel_temperature",
                  "copy_overlap"}
     inputs = {k: v for k, v in inputs.items() if k in method_specific.get(args.method, ()) or k not in defaulted}
     report = transfer(args.method, args.source_model, args.target_tokenizer, args.out,

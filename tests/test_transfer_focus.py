@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import numpy as np
@@ -337,3 +338,30 @@ def test_fasttext_bin_reader_equals_fasttext_bitwise(tmp_path, minn, maxn):
     expected = np.stack([reference.get_word_vector(w) for w in probes])
     np.testing.assert_array_equal(ours.vectors(probes), expected)
     assert [ours.get_word_id(w) for w in probes] == [reference.get_word_id(w) for w in probes]
+
+
+def test_cli_trains_fasttext_with_the_given_settings_and_keeps_it(cli_dirs, tmp_path):
+    import fasttext
+
+    root, world = cli_dirs
+    corpus = tmp_path / "target.txt"
+    corpus.write_text("\n".join(world.target_texts[:300]) + "\n", encoding="utf-8")
+    saved = tmp_path / "kept" / "tokens.bin"
+    out = tmp_path / "out"
+    code, _, err = run_cli("transfer", "--method", "focus", "--source-model", str(root / "source"),
+                           "--target-tokenizer", str(root / "target-tok"), "--out", str(out), "--corpus", str(corpus),
+                           "--fasttext-dim", "12", "--fasttext-epochs", "1", "--fasttext-min-count", "3",
+                           "--save-fasttext", str(saved))
+    assert code == 0, err
+    details = json.loads((out / "transfer_report.json").read_text())["details"]
+    assert (details["fasttext_dim"], details["fasttext_epochs"], details["fasttext_min_count"]) == (12, 1, 3)
+    assert fasttext.load_model(str(saved)).get_dimension() == 12
+    # with a given model nothing is trained, so the training settings are a mistake
+    code, _, err = run_cli("transfer", "--method", "focus", "--source-model", str(root / "source"),
+                           "--target-tokenizer", str(root / "target-tok"), "--out", str(tmp_path / "o2"),
+                           "--fasttext-model", str(saved), "--fasttext-dim", "12")
+    assert code == 2 and "nothing is trained" in err and err.count("\n") == 1
+    code, _, err = run_cli("transfer", "--method", "clp", "--source-model", str(root / "source"),
+                           "--out", str(tmp_path / "o3"), "--helper-model", str(root / "source"),
+                           "--fasttext-min-count", "3")
+    assert code == 2 and "--fasttext-min-count is used by method focus" in err

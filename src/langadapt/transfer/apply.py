@@ -30,6 +30,10 @@ OPTIONAL_INPUTS = {
     "helper_model": ("clp",),
     "fasttext_model": ("focus",),
     "corpus": ("focus",),
+    "fasttext_dim": ("focus",),
+    "fasttext_epochs": ("focus",),
+    "fasttext_min_count": ("focus",),
+    "save_fasttext": ("focus",),
     "source_fasttext": ("wechsel",),
     "target_fasttext": ("wechsel",),
     "dictionary": ("wechsel",),
@@ -106,6 +110,13 @@ def check_method_inputs(method: str, inputs: dict) -> None:
     if method == "wechsel" and (int(_value(inputs, "wechsel_k", 10)) < 1
                                 or float(_value(inputs, "wechsel_temperature", 0.1)) <= 0):
         raise ConfigError("--wechsel-k must be >= 1 and --wechsel-temperature > 0")
+    for name, least in (("fasttext_dim", 1), ("fasttext_epochs", 1), ("fasttext_min_count", 0)):
+        if inputs.get(name) is not None and int(inputs[name]) < least:
+            raise ConfigError(f"{_flag(name)} must be >= {least}")
+    training_options = ("fasttext_dim", "fasttext_epochs", "fasttext_min_count", "save_fasttext")
+    if method == "focus" and inputs.get("fasttext_model") and any(inputs.get(n) is not None for n in training_options):
+        raise ConfigError("--fasttext-dim/-epochs/-min-count and --save-fasttext configure the fastText model trained "
+                          "on --corpus; with --fasttext-model nothing is trained (remove them)")
     if method == "random" and inputs.get("random_std") is not None and float(inputs["random_std"]) <= 0:
         raise ConfigError("--random-std must be > 0")
 
@@ -208,7 +219,11 @@ def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[t
 
         result = focus_from_inputs(source_tokenizer, target_tokenizer, matrices, overlap,
                                    fasttext_model=inputs.get("fasttext_model"), corpus=inputs.get("corpus"),
-                                   text_field=_value(inputs, "text_field", "text"), seed=seed)
+                                   text_field=_value(inputs, "text_field", "text"), seed=seed,
+                                   fasttext_dim=inputs.get("fasttext_dim"),
+                                   fasttext_epochs=inputs.get("fasttext_epochs"),
+                                   fasttext_min_count=inputs.get("fasttext_min_count"),
+                                   save_fasttext_to=inputs.get("save_fasttext"))
         return result, overlap
     if method == "wechsel":
         from langadapt.transfer.wechsel import wechsel_from_inputs
@@ -458,7 +473,8 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     ``source_tokenizer`` is given). target_tokenizer: the new tokenizer (for ``clp`` it defaults to the
     helper's and must equal it). out: output directory (written atomically). Method inputs:
     ``helper_model``, ``clp_weights``, ``clp_top_k``, ``clp_temperature``, ``clp_output_similarity``
-    (clp); ``fasttext_model`` or ``corpus`` + ``text_field`` (focus); ``source_fasttext``, ``target_fasttext``, ``dictionary``,
+    (clp); ``fasttext_model``, or ``corpus`` + ``text_field`` with ``fasttext_dim``, ``fasttext_epochs``,
+    ``fasttext_min_count``, ``save_fasttext`` (focus); ``source_fasttext``, ``target_fasttext``, ``dictionary``,
     ``wechsel_k``, ``wechsel_temperature`` (wechsel); ``random_std`` (random); ``copy_overlap``
     (mean/random/gaussian: keep the overlapping tokens' rows). config: the resolved CLI arguments,
     saved as ``transfer_config.yaml`` beside the model.

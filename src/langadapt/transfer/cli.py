@@ -20,7 +20,8 @@ class TransferArgs:
     source_tokenizer: Optional[str] = None
     """The source model's tokenizer, when it is not saved with the source model."""
     helper_model: Optional[str] = None
-    """clp: a (small) model trained with the target tokenizer; its input embeddings give the similarities (its untied output embeddings those of the output side)."""
+    """clp: a (small) model trained with the target tokenizer; its input embeddings give the similarities
+    (its untied output embeddings those of the output side, see --clp-output-similarity)."""
     clp_output_similarity: str = "output"
     """clp, untied source model: where the output side's (LM-head rows, head bias) similarities come from:
     output (the helper's own untied output embeddings when it has them; measured better) or input (the
@@ -38,6 +39,14 @@ class TransferArgs:
     """focus: target-language text (file, folder or hf://...) to train that fastText model on instead."""
     text_field: str = "text"
     """focus --corpus: the text field of .jsonl/.parquet documents."""
+    fasttext_dim: Optional[int] = None
+    """focus --corpus: dimension of the fastText vectors trained there (default 100, as deepfocus)."""
+    fasttext_epochs: Optional[int] = None
+    """focus --corpus: fastText training epochs (default 3, as deepfocus)."""
+    fasttext_min_count: Optional[int] = None
+    """focus --corpus: tokens rarer than this get no vector and fall back (default 10, as deepfocus)."""
+    save_fasttext: Optional[str] = None
+    """focus --corpus: also keep the trained fastText .bin at this path (reuse it with --fasttext-model)."""
     source_fasttext: Optional[str] = None
     """wechsel: word-level fastText .bin of the source language."""
     target_fasttext: Optional[str] = None
@@ -66,7 +75,8 @@ def transfer_command(args: TransferArgs) -> int:
                            "seed", "overwrite")}
     method_specific = {
         "clp": ("clp_weights", "clp_top_k", "clp_temperature", "clp_output_similarity"),
-        "focus": ("fasttext_model", "corpus", "text_field"),
+        "focus": ("fasttext_model", "corpus", "text_field", "fasttext_dim", "fasttext_epochs", "fasttext_min_count",
+                  "save_fasttext"),
         "wechsel": ("source_fasttext", "target_fasttext", "dictionary", "wechsel_k", "wechsel_temperature"),
         "random": ("random_std", "copy_overlap"), "mean": ("copy_overlap",), "gaussian": ("copy_overlap",),
     }

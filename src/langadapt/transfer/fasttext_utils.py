@@ -259,6 +259,7 @@ def train_token_fasttext(
                                  "corpus or a smaller learning rate") from None
     corpus.unlink()
     path = Path(save_to) if save_to is not None else Path(tmp.name) / "tokens.bin"
+    path.parent.mkdir(parents=True, exist_ok=True)
     model.save_model(str(path))
     opened = FastTextBin(path)
     if save_to is None:

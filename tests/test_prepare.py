@@ -177,3 +177,56 @@ def test_cli_inspect_errors(tmp_path, corpus, tok_dir, byte_bpe_tokenizer):
     assert code == 2 and err.startswith("langadapt: error:") and err.count("\n") == 1
     code, _, err = run_cli("data", "inspect", str(tmp_path / "nothing"))
     assert code == 2 and "not found" in err
+
+
+def _saved_tokenizers(tmp_path, texts):
+    """Local tokenizer directories of the kinds `langadapt tokenizer train` writes, plus specific classes."""
+    from transformers import LlamaTokenizerFast
+
+    from langadapt.tokenizer.train import train_tokenizer
+
+    dirs = {}
+    for kind in ("byte-bpe", "sp-bpe", "unigram"):
+        dirs[kind] = tmp_path / kind
+        train_tokenizer(iter(texts), kind=kind, vocab_size=400).save_pretrained(dirs[kind])
+    llama = LlamaTokenizerFast(tokenizer_object=train_tokenizer(iter(texts), kind="sp-bpe", vocab_size=400)
+                               .backend_tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    dirs["llama-class"] = tmp_path / "llama"
+    llama.save_pretrained(dirs["llama-class"])
+    return dirs
+
+
+def test_tokenizers_only_loading_matches_transformers(tmp_path, corpus):
+    """`data prepare` loads generic tokenizers with `tokenizers` alone (no torch import); whatever it loads
+    that way has transformers' hash, size and special ids, and anything else goes through transformers."""
+    from langadapt.io.models import load_backend_tokenizer, load_tokenizer
+    from langadapt.tokenizer.identity import tokenizer_hash
+
+    _, texts = corpus
+    dirs = _saved_tokenizers(tmp_path, texts)
+    for kind, path in dirs.items():
+        light, full = load_backend_tokenizer(path), load_tokenizer(path)
+        if kind == "llama-class":
+            assert light is None  # transformers may rebuild a specific class's backend: not taken
+            continue
+        assert light is not None, kind
+        assert (tokenizer_hash(light), len(light), light.bos_token_id, light.eos_token_id) == \
+            (tokenizer_hash(full), len(full), full.bos_token_id, full.eos_token_id), kind
+        ids = light.backend_tokenizer.encode_batch(texts[:20], add_special_tokens=False)
+        assert [e.ids for e in ids] == [full(t, add_special_tokens=False)["input_ids"] for t in texts[:20]]
+    (dirs["byte-bpe"] / "special_tokens_map.json").write_text("{}")
+    assert load_backend_tokenizer(dirs["byte-bpe"]) is None
+    assert load_backend_tokenizer(tmp_path / "nothing-here") is None
+
+
+def test_cli_store_opens_with_the_transformers_tokenizer(tmp_path, corpus):
+    """A store prepared through the light path validates against the tokenizer training loads later."""
+    from langadapt.io.models import load_tokenizer
+
+    path, texts = corpus
+    tok = _saved_tokenizers(tmp_path, texts)["unigram"]
+    code, _, err = run_cli("data", "prepare", "--input", str(path), "--tokenizer", str(tok), "--out",
+                           str(tmp_path / "store"), "--val-docs", "5")
+    assert code == 0, err
+    store = TokenStore.open(tmp_path / "store", tokenizer=load_tokenizer(tok))
+    assert store.meta["vocab_size"] == len(load_tokenizer(tok))

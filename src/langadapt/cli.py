@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.util
 import os
 import re
 import sys
@@ -62,11 +61,13 @@ COMMANDS: list[Command] = [
 
 
 def _available(command: Command) -> bool:
-    module = command.func.split(":")[0]
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+    """The command's module is part of this installation. Checked on disk: ``find_spec`` would import
+    the parent packages (``langadapt.transfer`` pulls in torch), a second of start-up for every command."""
+    from pathlib import Path
+
+    parts = command.func.split(":")[0].split(".")
+    base = Path(__file__).resolve().parent.joinpath(*parts[1:])
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
 def _load(ref: str):

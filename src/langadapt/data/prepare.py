@@ -181,11 +181,12 @@ def summary_table(meta: dict) -> str:
 
 def prepare_command(args: PrepareArgs) -> int:
     from langadapt.config import save_config
-    from langadapt.io.models import load_tokenizer
+    from langadapt.io.models import load_backend_tokenizer, load_tokenizer
 
     if Path(args.out).exists() and not args.overwrite:
         raise InputError(f"output '{args.out}' already exists; choose another path or pass --overwrite")
-    tokenizer = load_tokenizer(args.tokenizer)
+    # tokenizers alone when that is exactly what transformers would load: no torch import at start-up
+    tokenizer = load_backend_tokenizer(args.tokenizer) or load_tokenizer(args.tokenizer)
     meta = prepare_store(args.input, tokenizer, args.out, val_docs=args.val_docs, train_mb=args.train_mb,
                          val_mb=args.val_mb, val_clip_words=args.val_clip_words, workers=args.workers,
                          text_field=args.text_field, min_chars=args.min_chars, dedup=args.dedup,

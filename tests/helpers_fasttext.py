@@ -1,5 +1,5 @@
 """Local fixtures for the FOCUS / WECHSEL tests: two tiny synthetic languages, tokenizers trained on
-them, and tiny fastText models (small dim and bucket count so that they train and load in a blink)."""
+them, and tiny fastText models (written directly in fastText's format, small dim and bucket count)."""
 
 from __future__ import annotations
 
@@ -74,34 +74,42 @@ def train_bpe(texts: list[str], vocab_size: int, byte_level: bool = True):
 
 
 def train_fasttext_bin(lines: list[str], out: Path, *, dim: int = 16, min_count: int = 1, minn: int = 2,
-                       maxn: int = 4, seed: int = 0) -> Path:
-    """A tiny fastText model over the space-separated units of ``lines``, saved as ``out``.
+                       maxn: int = 4, seed: int = 0, bucket: int = 20_000) -> Path:
+    """A tiny fastText model over the space-separated units of ``lines``, written as ``out`` (a cbow/ns .bin).
 
     fastText learns almost nothing from a few thousand synthetic sentences (its vectors come out nearly
-    collinear, cosines ~0.9999), which would make neighbour choices and sparsemax supports degenerate.
-    So the model is "trained" for one epoch with learning rate 0 (to get a real dictionary and n-gram
-    buckets; updates would be discarded anyway, and fastText 0.9.3 sporadically fails with "Encountered
-    NaN" when it does update on tiny corpora), and then its input matrix is replaced by seeded gaussian
-    rows: word vectors are still fastText's own word + n-gram averages, with well spread cosines.
+    collinear, cosines ~0.9999), which would make neighbour choices and sparsemax supports degenerate; and
+    fastText 0.9.3's trainer sporadically fails with "Encountered NaN" on tiny corpora, even at learning
+    rate 0, sometimes many times in a row. So the file is written directly in fastText's binary format:
+    fastText's own dictionary (units with count >= ``min_count`` plus "</s>" once per line, most frequent
+    first) and seeded gaussian input rows for words and n-gram buckets. fastText loads it and computes word
+    vectors (word row + character n-gram rows) itself, bitwise equal to our reader's
+    (``test_fasttext_bin_reader_equals_fasttext_bitwise``).
     """
-    import fasttext
+    import struct
+    from collections import Counter
+
     import numpy as np
 
-    text = out.with_suffix(".train.txt")
-    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for attempt in range(20):  # the sporadic failure is not deterministic: seen 5 times in a row once, under load
-        try:
-            ft = fasttext.train_unsupervised(str(text), model="cbow", dim=dim, epoch=1, lr=0.0, minCount=min_count,
-                                             minn=minn, maxn=maxn, neg=10, t=1e-3, bucket=20_000, thread=1,
-                                             verbose=0)
-            break
-        except RuntimeError:
-            if attempt == 19:
-                raise
-    rows = ft.get_input_matrix().shape[0]
-    ft.set_matrices(np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32),
-                    ft.get_output_matrix())
-    ft.save_model(str(out))
+    counts: Counter = Counter()
+    for line in lines:
+        counts.update(line.split())
+        counts["</s>"] += 1
+    ordered = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties keep first-seen order
+    words = [(w, c) for w, c in ordered if c >= min_count]
+    rows = len(words) + bucket
+    matrix = np.random.default_rng(seed).standard_normal((rows, dim)).astype("<f4")
+    with open(out, "wb") as f:
+        f.write(struct.pack("<2i", 793712314, 12))  # magic, version
+        # dim ws epoch minCount neg wordNgrams loss(ns=2) model(cbow=1) bucket minn maxn lrUpdateRate, t
+        f.write(struct.pack("<12id", dim, 5, 1, min_count, 5, 1, 2, 1, bucket, minn, maxn, 100, 1e-4))
+        f.write(struct.pack("<3i2q", len(words), len(words), 0, sum(c for _, c in words), -1))
+        for word, count in words:
+            f.write(word.encode("utf-8") + b"\0" + struct.pack("<qb", count, 0))
+        f.write(b"\0" + struct.pack("<2q", rows, dim))  # not quantized, input matrix
+        f.write(matrix.tobytes())
+        f.write(b"\0" + struct.pack("<2q", len(words), dim))  # output matrix (unused here)
+        f.write(np.zeros((len(words), dim), dtype="<f4").tobytes())
     return out
 
 

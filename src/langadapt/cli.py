@@ -65,7 +65,15 @@ def _available(command: Command) -> bool:
     the parent packages (``langadapt.transfer`` pulls in torch), a second of start-up for every command."""
     from pathlib import Path
 
-    parts = command.func.split(":")[0].split(".")
+    module = command.func.split(":")[0]
+    parts = module.split(".")
+    if parts[0] != "langadapt":  # a command registered from elsewhere (tests, plugins)
+        import importlib.util
+
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            return False
     base = Path(__file__).resolve().parent.joinpath(*parts[1:])
     return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 

@@ -41,9 +41,9 @@ def param_groups(model, weight_decay: float, decay_embeddings: bool) -> list[dic
 
 
 def make_optimizer(model, lr: float, weight_decay: float, decay_embeddings: bool, betas, eps) -> torch.optim.AdamW:
-    # foreach: one multi-tensor update instead of a Python loop over parameters (~20% faster on CPU too)
-    return torch.optim.AdamW(param_groups(model, weight_decay, decay_embeddings), lr=lr, betas=betas, eps=eps,
-                             foreach=True)
+    # torch's own choice of implementation: the multi-tensor (foreach) update on GPUs, the per-parameter
+    # loop on CPU, where forcing foreach measured 1.4-1.9x slower (4M and 26M-parameter Llamas, 1-2 threads)
+    return torch.optim.AdamW(param_groups(model, weight_decay, decay_embeddings), lr=lr, betas=betas, eps=eps)
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:

@@ -148,3 +148,15 @@ def test_a_row_unusable_on_one_side_falls_back_on_both(problem):
     result = clp_combine_sides(source, [False, True, True], helper_in, helper_out, overlap_t, overlap_s)
     assert result.origin[new_id] == ORIGIN_FALLBACK and result.details["fallback"] == 1
     assert all(not m[new_id].any() for m in result.matrices)  # left for the apply step to fill
+
+
+def test_dense_reports_ill_conditioned_rows_of_the_output_side(problem):
+    from langadapt.transfer.clp import clp_combine_sides
+
+    overlap_t, overlap_s, source, helper_positive, helper_signed = problem
+    result = clp_combine_sides(source, [False, True, True], helper_positive, helper_signed, overlap_t, overlap_s,
+                               weights="dense")
+    alone = clp_combine(source[1:], helper_signed, overlap_t, overlap_s, weights="dense").details
+    assert alone["ill_conditioned"] > 0  # signed cosines: some sums near zero
+    assert result.details["ill_conditioned_output_side"] == alone["ill_conditioned"]
+    assert result.details["ill_conditioned"] >= alone["ill_conditioned"]

@@ -204,6 +204,12 @@ def clp_combine_sides(
     # A row unusable on either side falls back on both, so that a token's rows stay one method's.
     origin = torch.maximum(parts["input"][1].origin, parts["output"][1].origin)
     details = dict(parts["input"][1].details)
+    out_details = parts["output"][1].details
+    if "ill_conditioned" in out_details:  # dense: the warning counts the worse side; both are reported
+        details["ill_conditioned"] = max(details.get("ill_conditioned", 0), out_details["ill_conditioned"])
+        details["ill_conditioned_output_side"] = out_details["ill_conditioned"]
+        details["ill_conditioned_examples"] = list(dict.fromkeys(
+            details.get("ill_conditioned_examples", []) + out_details["ill_conditioned_examples"]))[:10]
     details.update(
         computed=int((origin == ORIGIN_COMPUTED).sum()), fallback=int((origin == ORIGIN_FALLBACK).sum()),
         output_similarity="helper output embeddings")

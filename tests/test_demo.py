@@ -31,6 +31,7 @@ def test_quick_demo_end_to_end(tmp_path):
         for when in ("bpb_start", "bpb_end"):
             assert report["methods"][method][when] < baseline[when], (method, when, report["methods"])
     assert (out / "curves.png").stat().st_size > 0 and "| method |" in (out / "report.md").read_text()
+    assert "- clp: starts " in (out / "report.md").read_text() and "- clp: starts " in stdout
     assert "| clp |" in stdout
 
 
@@ -49,3 +50,15 @@ def test_demo_refuses_existing_output(tmp_path):
     (tmp_path / "d").mkdir()
     code, _, err = run_cli("demo", "--out", str(tmp_path / "d"))
     assert code == 2 and "already exists" in err
+
+
+def test_compare_to_baseline_says_below_or_above_by_how_much():
+    from langadapt.demo.run import compare_to_baseline
+
+    results = {"random": {"bpb_start": 2.5, "bpb_end": 1.5}, "clp": {"bpb_start": 2.25, "bpb_end": 1.75},
+               "focus": {"bpb_start": 3.0, "bpb_end": 1.25}}
+    assert compare_to_baseline(results) == [
+        "- focus: starts 0.500 above random, ends 0.250 below random",
+        "- clp: starts 0.250 below random, ends 0.250 above random",
+    ]
+    assert compare_to_baseline({"clp": results["clp"]}) == []  # no baseline, no comparison

@@ -271,12 +271,17 @@ def run_demo(args: DemoArgs) -> dict:
         (out / "report.json").write_text(json.dumps(report, indent=2))
         _plot(curves, out / "curves.png", f"{args.source_lang} → {args.target_lang}: validation BPB while adapting")
         table = format_table(results)
+        versus = "\n".join(compare_to_baseline(results))
         (out / "report.md").write_text(
             f"# langadapt demo: {args.source_lang} → {args.target_lang}\n\n"
             f"Bits per byte on {plan.val_docs} held-out target-language documents, right after the transfer "
             f"(start) and after {plan.adapt_steps} steps of continued pretraining ({plan.embedding_steps} "
-            f"embedding-only) (end). Lower is better.\n\n{table}\n\n![curves](curves.png)\n", encoding="utf-8")
+            f"embedding-only) (end). Lower is better.\n\n{table}\n\n"
+            + (f"Against random initialization:\n\n{versus}\n\n" if versus else "")
+            + "![curves](curves.png)\n", encoding="utf-8")
     print(format_table(results))
+    if versus:
+        print(versus)
     print(f"wrote {args.out}/report.md, report.json, curves.png in {report['seconds']:.0f} s")
     return report
 
@@ -286,6 +291,20 @@ def format_table(results: dict) -> str:
     for method, r in sorted(results.items(), key=lambda kv: kv[1]["bpb_end"]):
         lines.append(f"| {method} | {r['bpb_start']:.3f} | {r['bpb_end']:.3f} |")
     return "\n".join(lines)
+
+
+def compare_to_baseline(results: dict, baseline: str = "random") -> list[str]:
+    """One line per method: where it starts and ends relative to ``baseline`` (nothing without it)."""
+    if baseline not in results:
+        return []
+    base = results[baseline]
+
+    def where(value: float, ref: float) -> str:
+        return f"{abs(value - ref):.3f} {'below' if value < ref else 'above'}"
+
+    return [f"- {method}: starts {where(r['bpb_start'], base['bpb_start'])} {baseline}, "
+            f"ends {where(r['bpb_end'], base['bpb_end'])} {baseline}"
+            for method, r in sorted(results.items(), key=lambda kv: kv[1]["bpb_end"]) if method != baseline]
 
 
 def demo_command(args: DemoArgs) -> int:

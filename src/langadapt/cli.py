@@ -94,24 +94,8 @@ def _normalize_flag(token: str) -> str:
 _TRUE_FALSE = {"true", "false", "yes", "no", "1", "0", "on", "off"}
 
 
-def _bool_options(args_cls, prefix: str = "") -> set[str]:
-    """Dotted names of every bool field (nested dataclasses included)."""
-    import dataclasses
-    import typing
-
-    names: set[str] = set()
-    hints = typing.get_type_hints(args_cls)
-    for f in dataclasses.fields(args_cls):
-        hint = hints.get(f.name, f.type)
-        if hint is bool or hint == typing.Optional[bool]:
-            names.add(prefix + f.name)
-        elif dataclasses.is_dataclass(hint):
-            names |= _bool_options(hint, prefix + f.name + ".")
-    return names
-
-
-def _list_options(args_cls, prefix: str = "") -> set[str]:
-    """Dotted names of every field that takes a list (``list[str] | str`` and the like)."""
+def _options_where(args_cls, wanted, prefix: str = "") -> set[str]:
+    """Dotted names of every field whose type hint satisfies ``wanted`` (nested dataclasses included)."""
     import dataclasses
     import typing
 
@@ -120,10 +104,23 @@ def _list_options(args_cls, prefix: str = "") -> set[str]:
     for f in dataclasses.fields(args_cls):
         hint = hints.get(f.name, f.type)
         if dataclasses.is_dataclass(hint):
-            names |= _list_options(hint, prefix + f.name + ".")
-        elif typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in typing.get_args(hint)):
+            names |= _options_where(hint, wanted, prefix + f.name + ".")
+        elif wanted(hint):
             names.add(prefix + f.name)
     return names
+
+
+def _is_bool(hint) -> bool:
+    import typing
+
+    return hint is bool or hint == typing.Optional[bool]
+
+
+def _is_list(hint) -> bool:
+    """``list[...]`` or a union with one (``list[str] | str``)."""
+    import typing
+
+    return typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in typing.get_args(hint))
 
 
 def _join_list_values(argv: list[str], lists: set[str]) -> list[str]:
@@ -233,8 +230,8 @@ def parse(command: Command, argv: list[str]):
     import argparse
 
     parser, args_cls = build_parser(command)
-    argv = _expand_bool_flags([_normalize_flag(a) for a in argv], _bool_options(args_cls))
-    argv = _join_list_values(argv, _list_options(args_cls))
+    argv = _expand_bool_flags([_normalize_flag(a) for a in argv], _options_where(args_cls, _is_bool))
+    argv = _join_list_values(argv, _options_where(args_cls, _is_list))
     if any(a in ("-h", "--help") for a in argv):
         print(_dash_help(parser.format_help()))
         raise SystemExit(0)

@@ -72,13 +72,9 @@ def document_nll(model, docs: Sequence[Sequence[int]], *, start_id: int, max_len
     try:
         for i in progress(range(0, len(pieces), batch_size), desc="scoring", unit="batch"):
             batch = pieces[i:i + batch_size]
-            width = max(len(ids) for ids, _ in batch)
-            input_ids = torch.zeros(len(batch), width, dtype=torch.long)
-            attention = torch.zeros(len(batch), width, dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            input_ids, attention = _right_padded([ids for ids, _ in batch])
+            labels = torch.full(input_ids.shape, -100, dtype=torch.long)
             for row, (ids, first) in enumerate(batch):
-                input_ids[row, :len(ids)] = torch.tensor(ids)
-                attention[row, :len(ids)] = 1
                 labels[row, first:len(ids)] = input_ids[row, first:len(ids)]
             logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
             # position t predicts token t+1
@@ -90,6 +86,17 @@ def document_nll(model, docs: Sequence[Sequence[int]], *, start_id: int, max_len
     finally:
         model.train(was_training)
     return total, count
+
+
+def _right_padded(sequences) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> (input_ids, attention_mask) ``[n, longest]``, padded on the right with 0 / mask 0."""
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.zeros(len(sequences), width, dtype=torch.long)
+    attention = torch.zeros(len(sequences), width, dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, :len(ids)] = torch.tensor(ids)
+        attention[row, :len(ids)] = 1
+    return input_ids, attention
 
 
 def nll_to_bpb(nll_sum: float, n_bytes: int) -> float:
@@ -150,12 +157,7 @@ def pseudo_log_likelihood(model, docs: Sequence[Sequence[int]], *, mask_id: int,
     try:
         for i in progress(range(0, len(rows), batch_size), desc="PLL", unit="batch"):
             batch = rows[i:i + batch_size]
-            width_b = max(len(ids) for ids, _ in batch)
-            input_ids = torch.zeros(len(batch), width_b, dtype=torch.long)
-            attention = torch.zeros(len(batch), width_b, dtype=torch.long)
-            for r, (ids, _) in enumerate(batch):
-                input_ids[r, :len(ids)] = torch.tensor(ids)
-                attention[r, :len(ids)] = 1
+            input_ids, attention = _right_padded([ids for ids, _ in batch])
             arange = torch.arange(len(batch))
             positions = torch.tensor([p for _, p in batch])
             targets = input_ids[arange, positions].clone()

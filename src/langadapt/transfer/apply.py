@@ -96,14 +96,15 @@ def check_method_inputs(method: str, inputs: dict) -> None:
             raise ConfigError(f"{_flag(name)} is used by method {' / '.join(methods)}, not by '{method}'; "
                               "remove it or choose that method")
     if method == "clp":
-        from langadapt.transfer.clp import CLP_WEIGHTS, DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_WEIGHTS
+        from langadapt.transfer.clp import (CLP_WEIGHTS, DEFAULT_OUTPUT_SIMILARITY, DEFAULT_TEMPERATURE,
+                                            DEFAULT_TOP_K, DEFAULT_WEIGHTS, OUTPUT_SIMILARITIES)
 
         weights = _value(inputs, "clp_weights", DEFAULT_WEIGHTS)
         if weights not in CLP_WEIGHTS:
             raise ConfigError(f"unknown --clp-weights '{weights}'; use one of {', '.join(CLP_WEIGHTS)}")
-        if _value(inputs, "clp_output_similarity", "output") not in ("output", "input"):
+        if _value(inputs, "clp_output_similarity", DEFAULT_OUTPUT_SIMILARITY) not in OUTPUT_SIMILARITIES:
             raise ConfigError(f"unknown --clp-output-similarity '{inputs['clp_output_similarity']}'; "
-                              "use output or input")
+                              f"use {' or '.join(OUTPUT_SIMILARITIES)}")
         if int(_value(inputs, "clp_top_k", DEFAULT_TOP_K)) < 1 or \
                 float(_value(inputs, "clp_temperature", DEFAULT_TEMPERATURE)) <= 0:
             raise ConfigError("--clp-top-k must be >= 1 and --clp-temperature > 0")
@@ -202,12 +203,13 @@ def run_method(method: str, source_tokenizer, target_tokenizer, matrices: list[t
 
         return fvt_from_tokenizers(source_tokenizer, target_tokenizer, matrices, overlap), overlap
     if method == "clp":
-        from langadapt.transfer.clp import DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_WEIGHTS, clp_combine_sides
+        from langadapt.transfer.clp import (DEFAULT_OUTPUT_SIMILARITY, DEFAULT_TEMPERATURE, DEFAULT_TOP_K,
+                                            DEFAULT_WEIGHTS, clp_combine_sides)
 
+        output_space = _value(inputs, "clp_output_similarity", DEFAULT_OUTPUT_SIMILARITY) == "output"
         result = clp_combine_sides(
             matrices, output_side or [False] * len(matrices), helper_embeddings[:n_target],
-            None if helper_output_embeddings is None or _value(inputs, "clp_output_similarity", "output") == "input"
-            else helper_output_embeddings[:n_target],
+            helper_output_embeddings[:n_target] if output_space and helper_output_embeddings is not None else None,
             overlap.target_ids, overlap.source_ids,
             weights=_value(inputs, "clp_weights", DEFAULT_WEIGHTS),
             top_k=int(_value(inputs, "clp_top_k", DEFAULT_TOP_K)),

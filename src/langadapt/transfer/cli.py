@@ -68,7 +68,7 @@ class TransferArgs:
 
 
 def transfer_command(args: TransferArgs) -> int:
-    from langadapt.transfer.apply import transfer
+    from langadapt.transfer.apply import DEFAULTED_INPUTS, transfer
 
     inputs = {k: v for k, v in vars(args).items()
               if k not in ("method", "source_model", "target_tokenizer", "out", "source_tokenizer", "helper_model",
@@ -81,9 +81,8 @@ def transfer_command(args: TransferArgs) -> int:
         "random": ("random_std", "copy_overlap"), "mean": ("copy_overlap",), "gaussian": ("copy_overlap",),
     }
     # Defaulted options of other methods stay out of the report; options without a default are checked by apply.
-    defaulted = {"clp_weights", "clp_top_k", "clp_temperature", "clp_output_similarity", "text_field", "wechsel_k", "wechsel_temperature",
-                 "copy_overlap"}
-    inputs = {k: v for k, v in inputs.items() if k in method_specific.get(args.method, ()) or k not in defaulted}
+    inputs = {k: v for k, v in inputs.items()
+              if k in method_specific.get(args.method, ()) or k not in DEFAULTED_INPUTS}
     report = transfer(args.method, args.source_model, args.target_tokenizer, args.out,
                       source_tokenizer=args.source_tokenizer, helper_model=args.helper_model, seed=args.seed,
                       overwrite=args.overwrite, config=args, **inputs)

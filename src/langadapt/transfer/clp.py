@@ -31,6 +31,9 @@ CLP_WEIGHTS = ("topk", "positive", "dense")
 DEFAULT_WEIGHTS = "topk"
 DEFAULT_TOP_K = 10
 DEFAULT_TEMPERATURE = 0.1
+# Where the untied output side's similarities come from: the helper's output embeddings, or its input ones.
+OUTPUT_SIMILARITIES = ("output", "input")
+DEFAULT_OUTPUT_SIMILARITY = "output"
 # Similarity scores per block: about 64 MB of fp32 whatever the vocabulary size.
 BLOCK_ELEMENTS = 1 << 24
 # A dense row is ill-conditioned when its cosines sum to <= 0 or to nearly 0 relative to their spread:

@@ -25,6 +25,14 @@ def test_quick_demo_end_to_end(tmp_path):
         evals = [x["val_bpb/target"] for x in records if "val_bpb/target" in x]
         assert (evals[0], evals[-1]) == (r["bpb_start"], r["bpb_end"])
     assert report["methods"]["clp"]["transfer"]["copied"] > 0
+    for method, r in report["methods"].items():
+        # calibration: the fitted scale is folded into the saved model, and the raw start is reported too
+        transfer_report = json.loads((out / "models" / method / "transfer_report.json").read_text())
+        assert r["logit_scale"] == transfer_report["calibration"]["logit_scale"] > 0
+        assert math.isfinite(r["bpb_start_uncalibrated"])
+        # fitted on training documents, one parameter: it must not make the validation start worse
+        assert r["bpb_start"] <= r["bpb_start_uncalibrated"] + 0.01, (method, r)
+    assert report["methods"]["clp"]["logit_scale"] < 1  # the transferred model was overconfident
     # The demo's claim with the default seed: both transfers start and end below random initialization.
     baseline = report["methods"]["random"]
     for method in ("clp", "focus"):

@@ -19,6 +19,13 @@ from typing import Optional
 from langadapt.errors import ConfigError, InputError
 from langadapt.progress import info
 
+CALIBRATION_DOCS = 300  # target training documents the logit scale is fitted on (about 25k tokens here)
+CALIBRATION_NOTE = (
+    "A transferred model is overconfident at step 0 (its body is as sure as on the source language), so each\n"
+    "model's logits are scaled by one fitted factor before training (`transfer --calibrate`). \"start\n"
+    "uncalibrated\" is the same model without that factor; \"logit scale\" is the factor (about 0 makes the\n"
+    "model's first prediction uniform).\n\n")
+
 
 @dataclass
 class DemoArgs:
@@ -48,6 +55,9 @@ class DemoArgs:
     """Vocabulary size of the tokenizers trained here (default 1000, quick 800)."""
     adapt_steps: Optional[int] = None
     """Continued-pretraining steps per method, embedding phase included (default 300, quick 80)."""
+    calibrate: bool = True
+    """Fit each transferred model's logit scale on target training documents (`transfer --calibrate`) before
+    the start is measured; the raw start is reported beside it. false: train and report the raw transfers."""
     threads: int = 1
     """torch CPU threads. The demo's models are tiny, so one thread is fastest (more only adds overhead)."""
     overwrite: bool = False
@@ -116,6 +126,35 @@ def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
             _write_jsonl(path, synth[lang]["val"] + synth[lang]["train"])
         paths[role] = path
     return paths
+
+
+def _calibration_text(corpus: Path, path: Path, val_docs: int, docs: int = CALIBRATION_DOCS) -> Path:
+    """Target documents from the TRAINING split (right after the validation ones) to fit the logit scale on."""
+    with open(corpus, encoding="utf-8") as lines, open(path, "w", encoding="utf-8") as f:
+        for i, line in enumerate(lines):
+            if i >= val_docs + docs:
+                break
+            if i >= val_docs:
+                f.write(line)
+    return path
+
+
+def _raw_start_bpb(model_dir: Path, calibration: dict, store: Path, block: int) -> float:
+    """Validation BPB of a calibrated transfer with its logit scale undone, scored as the training loop scores
+    (the store's validation documents, windows of ``block`` tokens): the start without calibration."""
+    from langadapt.data.store import TokenStore
+    from langadapt.eval.bpb import document_nll, nll_to_bpb
+    from langadapt.io.models import load_model, load_tokenizer
+    from langadapt.train.loop import frame_ids
+    from langadapt.transfer.calibrate import unfold_logit_scale
+
+    model, tokenizer = load_model(str(model_dir)).eval(), load_tokenizer(str(model_dir))
+    unfold_logit_scale(model, calibration)
+    split = TokenStore.open(str(store)).split("val")
+    bos, eos = frame_ids(tokenizer)
+    nll, _ = document_nll(model, [split.doc(i).tolist() for i in range(split.num_docs)],
+                          start_id=bos if bos is not None else eos, max_length=block)
+    return nll_to_bpb(nll, split.num_bytes)
 
 
 def _tokenizer(corpus: Path, out: Path, vocab: int, val_docs: int):
@@ -240,7 +279,9 @@ def run_demo(args: DemoArgs) -> dict:
             helper = str(_pretrain(init, tgt_store, work / "helper_run", plan, plan.helper_steps, args.seed))
 
         info(f"[4/6] transfer: {', '.join(methods)}")
-        reports = {}
+        calibration = _calibration_text(corpus["target"], work / "calibration.jsonl", plan.val_docs) \
+            if args.calibrate else None
+        reports, raw_start = {}, {}
         for method in methods:
             inputs = {}
             if method == "clp":
@@ -248,7 +289,11 @@ def run_demo(args: DemoArgs) -> dict:
             if method == "focus":
                 inputs["corpus"] = str(corpus["target"])
             reports[method] = transfer(method, source_model, None if method == "clp" else target_tokenizer,
-                                       str(out / "models" / method), seed=args.seed, **inputs)
+                                       str(out / "models" / method), seed=args.seed,
+                                       calibrate=str(calibration) if calibration else None, **inputs)
+            if calibration:
+                raw_start[method] = _raw_start_bpb(out / "models" / method, reports[method]["calibration"],
+                                                   tgt_store, plan.block)
 
         info(f"[5/6] continued pretraining, {plan.adapt_steps} steps per method "
              f"({plan.embedding_steps} embedding-only first)")
@@ -263,6 +308,9 @@ def run_demo(args: DemoArgs) -> dict:
             curves[method] = points
             counts = reports[method].get("counts", {})
             results[method] = {"bpb_start": points[0][1], "bpb_end": points[-1][1], "transfer": counts}
+            if method in raw_start:
+                results[method]["bpb_start_uncalibrated"] = raw_start[method]
+                results[method]["logit_scale"] = reports[method]["calibration"]["logit_scale"]
 
         info("[6/6] report")
         report = {"methods": results, "target_lang": args.target_lang, "source_lang": args.source_lang,
@@ -275,9 +323,12 @@ def run_demo(args: DemoArgs) -> dict:
         (out / "report.md").write_text(
             f"# langadapt demo: {args.source_lang} → {args.target_lang}\n\n"
             f"Bits per byte on {plan.val_docs} held-out target-language documents, right after the transfer "
-            f"(start) and after {plan.adapt_steps} steps of continued pretraining ({plan.embedding_steps} "
+            + (f"and its logit-scale calibration on {CALIBRATION_DOCS} target training documents "
+               if args.calibrate else "")
+            + f"(start) and after {plan.adapt_steps} steps of continued pretraining ({plan.embedding_steps} "
             f"embedding-only) (end). Lower is better.\n\n{table}\n\n"
             + (f"Against random initialization:\n\n{versus}\n\n" if versus else "")
+            + (CALIBRATION_NOTE if args.calibrate else "")
             + "![curves](curves.png)\n", encoding="utf-8")
     print(format_table(results))
     if versus:
@@ -287,9 +338,12 @@ def run_demo(args: DemoArgs) -> dict:
 
 
 def format_table(results: dict) -> str:
-    lines = ["| method | BPB start | BPB end |", "|---|---:|---:|"]
+    raw = all("bpb_start_uncalibrated" in r for r in results.values())
+    lines = ["| method | BPB start | BPB end |" + (" start uncalibrated | logit scale |" if raw else ""),
+             "|---|---:|---:|" + ("---:|---:|" if raw else "")]
     for method, r in sorted(results.items(), key=lambda kv: kv[1]["bpb_end"]):
-        lines.append(f"| {method} | {r['bpb_start']:.3f} | {r['bpb_end']:.3f} |")
+        lines.append(f"| {method} | {r['bpb_start']:.3f} | {r['bpb_end']:.3f} |"
+                     + (f" {r['bpb_start_uncalibrated']:.3f} | {r['logit_scale']:.3g} |" if raw else ""))
     return "\n".join(lines)
 
 

@@ -468,7 +468,8 @@ def _quiet_transformers_bars() -> None:
 
 def transfer(method: str, source_model: str, target_tokenizer: str | None = None, out: str | None = None, *,
              source_tokenizer: str | None = None, helper_model: str | None = None, seed: int = 0,
-             overwrite: bool = False, config=None, **method_inputs) -> dict:
+             overwrite: bool = False, config=None, calibrate: str | None = None,
+             calibrate_tokens: int | None = None, **method_inputs) -> dict:
     """Load, transfer and save: the Python form of ``langadapt transfer``. Returns the report dict.
 
     method: one of ``METHODS``. source_model: model directory or Hub id (its tokenizer is used unless
@@ -478,8 +479,10 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     (clp); ``fasttext_model``, or ``corpus`` + ``text_field`` with ``fasttext_dim``, ``fasttext_epochs``,
     ``fasttext_min_count``, ``save_fasttext`` (focus); ``source_fasttext``, ``target_fasttext``, ``dictionary``,
     ``wechsel_k``, ``wechsel_temperature`` (wechsel); ``random_std`` (random); ``copy_overlap``
-    (mean/random/gaussian: keep the overlapping tokens' rows). config: the resolved CLI arguments,
-    saved as ``transfer_config.yaml`` beside the model.
+    (mean/random/gaussian: keep the overlapping tokens' rows). calibrate: target-language text (file,
+    folder or hf://...) to fit the logit scale on after the transfer (``transfer.calibrate``), reading
+    up to ``calibrate_tokens`` tokens of it. config: the resolved CLI arguments, saved as
+    ``transfer_config.yaml`` beside the model.
     """
     from langadapt.io.atomic import atomic_dir
     from langadapt.io.models import load_config, load_model, load_tokenizer
@@ -495,6 +498,17 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
         raise ConfigError(f"output '{out}' already exists; choose another path or pass --overwrite")
     if target_tokenizer is None and method != "clp":
         raise ConfigError(f"method '{method}' needs --target-tokenizer (the new tokenizer)")
+    if calibrate_tokens is not None and calibrate is None:
+        raise ConfigError("--calibrate-tokens needs --calibrate TEXT (the target-language text to fit the scale on)")
+    calibration_texts = None
+    if calibrate is not None:
+        from langadapt.eval.bpb import load_texts
+        from langadapt.transfer.calibrate import MIN_TOKENS
+
+        if calibrate_tokens is not None and calibrate_tokens < MIN_TOKENS:
+            raise ConfigError(f"--calibrate-tokens must be >= {MIN_TOKENS}, got {calibrate_tokens}")
+
+        calibration_texts = load_texts(calibrate, _value(method_inputs, "text_field", "text"), max_docs=20000)
 
     load_config(source_model)  # a missing source model is reported as such, before its tokenizer
     helper = None
@@ -519,6 +533,13 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
 
     model, report = transfer_model(model, source_tok, target_tok, method, helper_model=helper, seed=seed,
                                    **method_inputs)
+    if calibration_texts is not None:
+        from langadapt.transfer.calibrate import DEFAULT_TOKENS, calibrate_logit_scale
+
+        fit = calibrate_logit_scale(model, target_tok, calibration_texts, calibrate_tokens or DEFAULT_TOKENS)
+        report["calibration"] = {"text": str(calibrate), **fit.as_report()}
+        info(f"calibrated the logit scale on {fit.tokens} tokens: x{fit.beta:.3f} (NLL per token "
+             f"{fit.nll_before:.3f} -> {fit.nll_after:.3f}), folded into {fit.folded_into}")
     report["source_model"] = str(source_model)
     report["target_tokenizer"] = str(target_tokenizer or helper_model)
     if helper_model is not None:

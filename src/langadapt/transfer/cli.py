@@ -38,7 +38,7 @@ class TransferArgs:
     corpus: Optional[str] = None
     """focus: target-language text (file, folder or hf://...) to train that fastText model on instead."""
     text_field: str = "text"
-    """focus --corpus: the text field of .jsonl/.parquet documents."""
+    """focus --corpus and --calibrate: the text field of .jsonl/.parquet documents."""
     fasttext_dim: Optional[int] = None
     """focus --corpus: dimension of the fastText vectors trained there (default 100, as deepfocus)."""
     fasttext_epochs: Optional[int] = None
@@ -61,6 +61,13 @@ class TransferArgs:
     """random: standard deviation (default: the model's initializer_range, else 0.02)."""
     copy_overlap: bool = False
     """mean / random / gaussian: keep the source rows of the overlapping tokens instead of drawing every row."""
+    calibrate: Optional[str] = None
+    """Target-language text (file, folder or hf://...; --text-field for .jsonl) to fit one logit scale on after the
+    transfer: a transferred model is overconfident at step 0, and temperature scaling fixes that. The scale is
+    folded into the LM head (untied) or the final norm (tied); causal LMs only. Give text the model is not
+    evaluated on."""
+    calibrate_tokens: Optional[int] = None
+    """--calibrate: tokens of that text to fit on (default 16384)."""
     seed: int = 0
     """Seed of all random draws (random/gaussian rows and the fallback for rows a method cannot compute)."""
     overwrite: bool = False
@@ -72,7 +79,7 @@ def transfer_command(args: TransferArgs) -> int:
 
     inputs = {k: v for k, v in vars(args).items()
               if k not in ("method", "source_model", "target_tokenizer", "out", "source_tokenizer", "helper_model",
-                           "seed", "overwrite")}
+                           "seed", "overwrite", "calibrate", "calibrate_tokens")}
     method_specific = {
         "clp": ("clp_weights", "clp_top_k", "clp_temperature", "clp_output_similarity"),
         "focus": ("fasttext_model", "corpus", "text_field", "fasttext_dim", "fasttext_epochs", "fasttext_min_count",
@@ -82,10 +89,12 @@ def transfer_command(args: TransferArgs) -> int:
     }
     # Defaulted options of other methods stay out of the report; options without a default are checked by apply.
     inputs = {k: v for k, v in inputs.items()
-              if k in method_specific.get(args.method, ()) or k not in DEFAULTED_INPUTS}
+              if k in method_specific.get(args.method, ()) or k not in DEFAULTED_INPUTS
+              or (k == "text_field" and args.calibrate)}
     report = transfer(args.method, args.source_model, args.target_tokenizer, args.out,
                       source_tokenizer=args.source_tokenizer, helper_model=args.helper_model, seed=args.seed,
-                      overwrite=args.overwrite, config=args, **inputs)
+                      overwrite=args.overwrite, config=args, calibrate=args.calibrate,
+                      calibrate_tokens=args.calibrate_tokens, **inputs)
     c = report["counts"]
     print(f"{args.method}: {report['source_vocab_size']} -> {report['target_vocab_size']} tokens; "
           f"{c['copied']} copied, {c['computed']} computed, {c['fallback']} fallback; "

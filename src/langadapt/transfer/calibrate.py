@@ -29,18 +29,28 @@ BETA_RANGE = (1e-3, 1e3)
 
 # ---- the math: pure functions over (hidden states, head) ------------------------------------------------
 
-def scaled_nll_terms(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
-                     beta: float, chunk: int = 2048) -> tuple[float, float, float]:
-    """Sum over tokens of NLL(beta * z), its first and its second derivative in beta, where z = hidden @ W^T + b.
+LOGIT_CACHE_BYTES = 2 * 1024 ** 3  # logits of the calibration tokens are computed once when they fit in this
+
+
+def logit_chunks(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, chunk: int = 512):
+    """z = hidden @ W^T + b in float32, ``chunk`` tokens at a time (float64 statistics are taken from it)."""
+    for start in range(0, hidden.shape[0], chunk):
+        z = hidden[start:start + chunk].float() @ weight.float().T
+        yield z + bias.float() if bias is not None else z
+
+
+def scaled_nll_terms(chunks, targets: torch.Tensor, beta: float) -> tuple[float, float, float]:
+    """Sum over tokens of NLL(beta * z), its first and its second derivative in beta; ``chunks`` yields the
+    logits z in token order (``logit_chunks``, or a cached list of them).
 
     d/dbeta = sum_i E_p[z_i] - z_i[y_i];  d2/dbeta2 = sum_i Var_p[z_i] (>= 0: convex).
     """
     nll = grad = curv = 0.0
-    for start in range(0, hidden.shape[0], chunk):
-        z = hidden[start:start + chunk].double() @ weight.double().T
-        if bias is not None:
-            z = z + bias.double()
-        y = targets[start:start + chunk]
+    start = 0
+    for z in chunks:
+        z = z.double()
+        y = targets[start:start + z.shape[0]].to(z.device)
+        start += z.shape[0]
         logp = torch.log_softmax(beta * z, dim=-1)
         p = logp.exp()
         z_true = z.gather(1, y[:, None]).squeeze(1)
@@ -55,8 +65,13 @@ def fit_logit_scale(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
                     max_iter: int = 30, tol: float = 1e-6) -> tuple[float, float, float]:
     """(beta, mean NLL at beta = 1, mean NLL at beta): the logit multiplier that minimizes the NLL."""
     n = max(1, targets.numel())
+    if hidden.shape[0] * weight.shape[0] * 4 <= LOGIT_CACHE_BYTES:
+        cached = list(logit_chunks(hidden, weight, bias))
+        chunks = lambda: cached
+    else:
+        chunks = lambda: logit_chunks(hidden, weight, bias)
     beta = 1.0
-    nll, grad, curv = scaled_nll_terms(hidden, weight, bias, targets, beta)
+    nll, grad, curv = scaled_nll_terms(chunks(), targets, beta)
     start_nll = nll
     for _ in range(max_iter):
         if curv <= 0 or abs(grad) <= tol * n:
@@ -65,7 +80,7 @@ def fit_logit_scale(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
         # Newton step in beta, damped until the NLL does not increase, kept inside BETA_RANGE.
         while True:
             candidate = min(max(beta - step, BETA_RANGE[0]), BETA_RANGE[1])
-            c_nll, c_grad, c_curv = scaled_nll_terms(hidden, weight, bias, targets, candidate)
+            c_nll, c_grad, c_curv = scaled_nll_terms(chunks(), targets, candidate)
             if c_nll <= nll + 1e-9 * abs(nll) or abs(step) < 1e-9:
                 break
             step /= 2
@@ -186,12 +201,15 @@ def calibrate_logit_scale(model, tokenizer, texts: Sequence[str], max_tokens: in
     hidden, targets, first_logits = collect_head_inputs(model, sequences)
     weight = head.weight.detach().float().cpu()
     bias = head.bias.detach().float().cpu() if head.bias is not None else None
+
     n_first = len(sequences[0]) - 1
     recomputed = hidden[:n_first] @ weight.T + (bias if bias is not None else 0)
     if not torch.allclose(recomputed, first_logits, rtol=1e-3, atol=1e-3 * float(first_logits.abs().max()) + 1e-5):
         raise ConfigError(f"--calibrate: {type(model).__name__} transforms its logits after the LM head (a logit "
                           "scale or cap), so a fitted scale cannot be folded into the weights")
-    beta, nll_before, nll_after = fit_logit_scale(hidden, weight, bias, targets)
+    device = head.weight.device  # the fit's matmuls run where the model is
+    beta, nll_before, nll_after = fit_logit_scale(hidden.to(device), weight.to(device),
+                                                  bias.to(device) if bias is not None else None, targets)
 
     tied = head.weight is model.get_input_embeddings().weight
     if not tied:

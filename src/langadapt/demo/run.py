@@ -19,7 +19,7 @@ from typing import Optional
 from langadapt.errors import ConfigError, InputError
 from langadapt.progress import info
 
-CALIBRATION_DOCS = 300  # target training documents the logit scale is fitted on (about 25k tokens here)
+CALIBRATION_DOCS = 300  # target training documents offered to the fit (more than its 16384-token budget)
 CALIBRATION_NOTE = (
     "A transferred model is overconfident at step 0 (its body is as sure as on the source language), so each\n"
     "model's logits are scaled by one fitted factor before training (`transfer --calibrate`). \"start\n"
@@ -141,20 +141,15 @@ def _calibration_text(corpus: Path, path: Path, val_docs: int, docs: int = CALIB
 
 def _raw_start_bpb(model_dir: Path, calibration: dict, store: Path, block: int) -> float:
     """Validation BPB of a calibrated transfer with its logit scale undone, scored as the training loop scores
-    (the store's validation documents, windows of ``block`` tokens): the start without calibration."""
+    (``clm_split_bpb`` on the store's validation split): the start without calibration."""
     from langadapt.data.store import TokenStore
-    from langadapt.eval.bpb import document_nll, nll_to_bpb
     from langadapt.io.models import load_model, load_tokenizer
-    from langadapt.train.loop import frame_ids
+    from langadapt.train.loop import clm_split_bpb
     from langadapt.transfer.calibrate import unfold_logit_scale
 
     model, tokenizer = load_model(str(model_dir)).eval(), load_tokenizer(str(model_dir))
     unfold_logit_scale(model, calibration)
-    split = TokenStore.open(str(store)).split("val")
-    bos, eos = frame_ids(tokenizer)
-    nll, _ = document_nll(model, [split.doc(i).tolist() for i in range(split.num_docs)],
-                          start_id=bos if bos is not None else eos, max_length=block)
-    return nll_to_bpb(nll, split.num_bytes)
+    return clm_split_bpb(model, TokenStore.open(str(store)).split("val"), tokenizer, block)
 
 
 def _tokenizer(corpus: Path, out: Path, vocab: int, val_docs: int):

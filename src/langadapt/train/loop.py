@@ -204,6 +204,18 @@ def frame_ids(tokenizer) -> tuple[int | None, int | None]:
     return bos, eos
 
 
+def clm_split_bpb(model, split, tokenizer, max_length: int, batch_size: int = 8) -> float:
+    """Bits per byte of a causal LM on a store split: each document framed by BOS (EOS when there is none),
+    scored in windows of ``max_length`` tokens. The training loop's validation metric."""
+    from langadapt.eval.bpb import document_nll, nll_to_bpb
+
+    bos, eos = frame_ids(tokenizer)
+    docs = [split.doc(i).tolist() for i in range(split.num_docs)]
+    nll, _ = document_nll(model, docs, start_id=bos if bos is not None else eos, max_length=max_length,
+                          batch_size=batch_size)
+    return nll_to_bpb(nll, split.num_bytes)
+
+
 class WithLanguage(torch.nn.Module):
     """Feeds a fixed language id as ``token_type_ids`` to a model trained with language embeddings."""
 
@@ -229,22 +241,21 @@ def evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator, lan
 
 
 def _evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator, languages: list[str]) -> dict[str, float]:
-    from langadapt.eval.bpb import document_nll, nll_to_bpb, pseudo_log_likelihood
+    from langadapt.eval.bpb import nll_to_bpb, pseudo_log_likelihood
 
     out = {}
     bos, eos = frame_ids(tokenizer)
     with autocast(cfg.train.precision, accelerator.device):
         for lang, split in val_splits.items():
-            docs = [split.doc(i).tolist() for i in range(split.num_docs)]
             if cfg.train.objective == "clm":
-                nll, _ = document_nll(model, docs, start_id=bos if bos is not None else eos,
-                                      max_length=cfg.data.block_size, batch_size=cfg.eval.batch_size)
-                out[f"val_bpb/{lang}"] = nll_to_bpb(nll, split.num_bytes)
+                out[f"val_bpb/{lang}"] = clm_split_bpb(model, split, tokenizer, cfg.data.block_size,
+                                                       cfg.eval.batch_size)
                 continue
             lang_id = languages.index(lang) if lang in languages else 0
             scored = WithLanguage(model, lang_id) if cfg.train.language_embeddings else model
             out[f"val_mlm_loss/{lang}"] = _mlm_val_loss(scored, split, tokenizer, cfg)
             if cfg.eval.mlm_bpb:
+                docs = [split.doc(i).tolist() for i in range(split.num_docs)]
                 nll, _ = pseudo_log_likelihood(scored, docs, mask_id=tokenizer.mask_token_id,
                                                prefix_ids=[bos] if bos is not None else [],
                                                suffix_ids=[eos] if eos is not None else [],

@@ -174,6 +174,11 @@ def pseudo_log_likelihood(model, docs: Sequence[Sequence[int]], *, mask_id: int,
 # Text in, metrics out.
 
 
+def causal_start_id(tokenizer) -> int | None:
+    """The token a causal LM's document starts from: BOS, or EOS when there is no BOS (None: neither)."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
 def _special_frame(tokenizer) -> tuple[list[int], list[int]]:
     """The special tokens a masked LM's tokenizer puts before and after a sequence ([CLS] / [SEP])."""
     try:
@@ -215,7 +220,7 @@ def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None
                                            suffix_ids=suffix, max_length=max_length, stride=stride,
                                            batch_size=batch_size * 4, device=device)
     else:
-        start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        start_id = causal_start_id(tokenizer)
         if start_id is None:
             raise InputError("the tokenizer has neither a BOS nor an EOS token to start documents with; "
                              "set bos_token in its tokenizer_config.json")

@@ -83,12 +83,12 @@ class Encoded:
 
 def encode_side(tokenizer, texts: Sequence[str], *, masked: bool, max_length: int | None) -> Encoded:
     """Each sentence as the model sees it: [BOS] x for causal LMs, [CLS] x [SEP] for masked LMs."""
-    from langadapt.eval.bpb import _special_frame
+    from langadapt.eval.bpb import _special_frame, causal_start_id
 
     if masked:
         prefix, suffix = _special_frame(tokenizer)
     else:
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        start = causal_start_id(tokenizer)
         prefix, suffix = ([start] if start is not None else []), []
     room = None if max_length is None else max_length - len(prefix) - len(suffix)
     rows = [tokenizer.encode(t, add_special_tokens=False)[:room] for t in texts]

@@ -118,7 +118,9 @@ def _head(model):
 
 def _sequences(tokenizer, texts: Sequence[str], max_tokens: int, max_length: int) -> list[list[int]]:
     """BOS (EOS when there is none) + each document, cut to ``max_length``, until ``max_tokens`` targets."""
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    from langadapt.eval.bpb import causal_start_id
+
+    start = causal_start_id(tokenizer)
     if start is None:
         raise InputError("--calibrate: the target tokenizer has neither a BOS nor an EOS token to start documents with")
     sequences, budget = [], max_tokens

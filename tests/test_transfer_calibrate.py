@@ -147,3 +147,13 @@ def test_cli_bad_calibration_input_is_one_line_and_writes_nothing(dirs, extra, w
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("langadapt: error: ") and words in lines[0], err
     assert not out.exists()
+
+
+def test_sequences_are_the_same_whatever_the_tokenization_batch(tok):
+    from langadapt.transfer.calibrate import _sequences
+
+    texts = make_texts(300, seed=8)
+    for budget in (64, 800, 10 ** 6):
+        batched = _sequences(tok, texts, budget, 40, batch=7)
+        assert batched == _sequences(tok, texts, budget, 40, batch=10 ** 6)
+        assert sum(len(s) - 1 for s in batched) == min(budget, sum(min(len(tok(t, add_special_tokens=False)["input_ids"]), 39) for t in texts))

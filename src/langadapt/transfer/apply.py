@@ -507,7 +507,6 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
 
         if calibrate_tokens is not None and calibrate_tokens < MIN_TOKENS:
             raise ConfigError(f"--calibrate-tokens must be >= {MIN_TOKENS}, got {calibrate_tokens}")
-
         calibration_texts = load_texts(calibrate, _value(method_inputs, "text_field", "text"), max_docs=20000)
 
     load_config(source_model)  # a missing source model is reported as such, before its tokenizer

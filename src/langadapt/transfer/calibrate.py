@@ -9,7 +9,7 @@ The fix is temperature scaling (Guo et al., 2017) with one scalar: find ``beta``
 negative log-likelihood of ``beta * logits`` on a little target text, then fold ``beta`` into the weights
 (the LM head of an untied model; the final normalization layer of a tied one), so the saved model stays
 a plain ``from_pretrained`` checkpoint. ``NLL(beta)`` is convex in ``beta``, so Newton's method finds it
-in a handful of passes over cached hidden states.
+in a handful of passes over the logits, computed once from the hidden states entering the LM head.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def _head(model):
     return head
 
 
-def _sequences(tokenizer, texts: Sequence[str], max_tokens: int, max_length: int) -> list[list[int]]:
+def _sequences(tokenizer, texts: Sequence[str], max_tokens: int, max_length: int,
+               batch: int = 256) -> list[list[int]]:
     """BOS (EOS when there is none) + each document, cut to ``max_length``, until ``max_tokens`` targets."""
     from langadapt.eval.bpb import causal_start_id
 
@@ -124,14 +125,15 @@ def _sequences(tokenizer, texts: Sequence[str], max_tokens: int, max_length: int
     if start is None:
         raise InputError("--calibrate: the target tokenizer has neither a BOS nor an EOS token to start documents with")
     sequences, budget = [], max_tokens
-    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-        ids = [start] + ids[:min(max_length, budget + 1) - 1]
-        if len(ids) < 2:
-            continue
-        sequences.append(ids)
-        budget -= len(ids) - 1
-        if budget <= 0:
-            break
+    for first in range(0, len(texts), batch):  # tokenized a batch at a time: the budget is usually met early
+        for ids in tokenizer(list(texts[first:first + batch]), add_special_tokens=False)["input_ids"]:
+            ids = [start] + ids[:min(max_length, budget + 1) - 1]
+            if len(ids) < 2:
+                continue
+            sequences.append(ids)
+            budget -= len(ids) - 1
+            if budget <= 0:
+                return sequences
     return sequences
 
 

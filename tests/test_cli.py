@@ -8,6 +8,7 @@ import pytest
 
 from langadapt import cli
 from langadapt.errors import UserError
+from langadapt.options import Count, Fraction
 from tests.conftest import run_cli
 
 
@@ -124,3 +125,91 @@ def test_bare_bool_flag_and_negation(fake_command):
     assert CALLS[-1].overwrite is False
     assert run_cli("fake", "cmd", "--input", "x", "--no-overwrite")[0] == 0
     assert CALLS[-1].overwrite is False
+
+
+@dataclass
+class _Ranged:
+    input: str
+    steps: Count = 10
+    """Steps."""
+    share: Optional[Fraction] = None
+    train: _Inner = field(default_factory=_Inner)
+
+
+def _ranged(args: _Ranged):
+    CALLS.append(args)
+    return 0
+
+
+@pytest.fixture
+def ranged_command(monkeypatch):
+    command = cli.Command(("ranged",), f"{__name__}:_Ranged", f"{__name__}:_ranged", "A command with ranges.")
+    monkeypatch.setattr(cli, "COMMANDS", [command])
+    CALLS.clear()
+    return command
+
+
+def test_negative_numbers_are_values(fake_command):
+    for value, expected in (("-1e-3", -1e-3), ("-1", -1.0), ("-.5", -0.5), ("-2.5E+2", -250.0)):
+        code, _, err = run_cli("fake", "cmd", "--input", "x", "--train.lr", value)
+        assert code == 0, err
+        assert CALLS[-1].train.lr == expected
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--steps", "0"], "--steps: expected an integer >= 1, got 0"),
+    (["--steps", "-3"], "--steps: expected an integer >= 1, got -3"),
+    (["--steps", "abc"], "--steps: expected an integer >= 1, got 'abc'"),
+    (["--steps", "1.5"], "--steps: expected an integer >= 1, got '1.5'"),
+    (["--steps"], "--steps: expected an integer >= 1, got no value"),
+    (["--share", "1.5"], "--share: expected a finite number in [0, 1], got 1.5"),
+    (["--share", "nan"], "--share: expected a finite number in [0, 1], got 'nan'"),
+    (["--train.lr", "abc"], "--train.lr: expected a number, got 'abc'"),
+])
+def test_bad_values_name_the_option_and_what_it_expects(ranged_command, argv, says):
+    code, _, err = run_cli("ranged", "--input", "x", *argv)
+    assert code == 2 and err.count("\n") == 1 and says in err, err
+    assert not CALLS
+
+
+def test_range_checked_on_yaml_config_too(ranged_command, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("input: a\nsteps: 0\n")
+    code, _, err = run_cli("ranged", "--config", str(cfg))
+    assert code == 2 and "--steps: expected an integer >= 1, got 0" in err, err
+
+
+def test_missing_required_option_is_named(ranged_command):
+    code, _, err = run_cli("ranged", "--steps", "3")
+    assert code == 2 and "missing required --input" in err, err
+
+
+@pytest.mark.parametrize("typo, suggestion", [("--stpes", "--steps"), ("--lr", "--train.lr"), ("--inptu", "--input"),
+                                              ("--zzz", None), ("--learning-rate", None)])
+def test_did_you_mean_suggests_only_close_names(ranged_command, typo, suggestion):
+    code, _, err = run_cli("ranged", "--input", "x", typo, "1")
+    assert code == 2 and f"unknown option '{typo}'" in err, err
+    if suggestion:
+        assert f"did you mean '{suggestion}'" in err, err
+    else:
+        assert "did you mean" not in err, err
+
+
+def test_help_of_every_command_says_types_in_words():
+    for command in cli.COMMANDS:
+        if not cli._available(command):
+            continue
+        parser, _ = cli.build_parser(command)
+        text = parser.format_help()
+        for raw in ("Annotated[", "<class", "typing.", "Optional[", "Union[", "Range("):
+            assert raw not in text, f"{command.words}: raw type '{raw}' in --help"
+
+
+def test_help_piped_into_head_ends_quietly():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m langadapt.cli train --help | head -3", shell=True,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 3
+    assert "Error" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr

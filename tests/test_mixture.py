@@ -157,8 +157,8 @@ def train_setup(tmp_path_factory, byte_bpe_tokenizer):
 @pytest.mark.parametrize("extra, needle", [
     (["--data.probabilities", "de:0.7,en:0.2"], "must sum to 1"),
     (["--data.probabilities", "de:0.5,fr:0.5"], "unknown language(s) fr"),
-    (["--data.clones", '{"frac_clone": 1.5}'], "frac_clone must lie in [0, 1]"),
-    (["--data.block-size", "1"], "block_size must be >= 2"),
+    (["--data.clones", '{"frac_clone": 1.5}'], "--data.clones.frac-clone: expected a finite number in [0, 1], got 1.5"),
+    (["--data.block-size", "1"], "--data.block-size: expected an integer >= 2, got 1"),
 ])
 def test_cli_errors(tmp_path, train_setup, extra, needle):
     import json

@@ -289,11 +289,11 @@ def test_cli_help_documents_every_flag():
     (["--langs", "en,de,en"], "more than once"),
     (["--langs", "0"], "between 1 and"),
     (["--langs", "en,a/b"], "folder name"),
-    (["--mb", "0"], "--mb must be > 0"),
-    (["--mb", "-2"], "--mb must be > 0"),
-    (["--docs", "0"], "--docs must be a positive"),
+    (["--mb", "0"], "--mb: expected a finite number > 0, got 0.0"),
+    (["--mb", "-2"], "--mb: expected a finite number > 0, got -2.0"),
+    (["--docs", "0"], "--docs: expected an integer >= 1, got 0"),
     (["--docs", "5", "--mb", "1"], "either --docs or --mb"),
-    (["--val-docs", "-1"], "--val-docs must be >= 0"),
+    (["--val-docs", "-1"], "--val-docs: expected an integer >= 0, got -1"),
 ])
 def test_cli_bad_input_is_one_line_error(tmp_path, args, message):
     out = tmp_path / "out"

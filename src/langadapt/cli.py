@@ -27,36 +27,57 @@ class Command:
     func: str  # "module:function"
     help: str
     positionals: tuple[tuple[str, str | None], ...] = ()  # (field, nargs)
-    extra: dict = field(default_factory=dict)
+    examples: tuple[str, ...] = ()
+    """Valid invocations for the bad-input suite (tests/robustness): arguments with placeholders such as
+    ``{model}`` or ``{out}`` that the suite fills with small fixtures of that kind; together they must use
+    every file input of the command."""
 
 
 COMMANDS: list[Command] = [
     Command(("corpus", "synth"), "langadapt.demo.synth:SynthArgs", "langadapt.demo.synth:synth_command",
-            "Generate seeded synthetic parallel languages (one folder per language)."),
+            "Generate seeded synthetic parallel languages (one folder per language).",
+            examples=("--out {out} --langs en,de --docs 20 --val-docs 5",)),
     Command(("tokenizer", "train"), "langadapt.tokenizer.train:TokenizerTrainArgs",
             "langadapt.tokenizer.train:train_command",
-            "Train a BPE / SentencePiece-style BPE / Unigram tokenizer; print its fertility."),
+            "Train a BPE / SentencePiece-style BPE / Unigram tokenizer; print its fertility.",
+            examples=("--input {text} --out {out} --vocab-size 300 --val-docs 10",
+                      "--input {text} --out {out} --vocab-size 300 --val-docs 10 --like {tokenizer}")),
     Command(("data", "prepare"), "langadapt.data.prepare:PrepareArgs", "langadapt.data.prepare:prepare_command",
-            "Tokenize a source into a token store (train/val .bin + .idx + meta.json)."),
+            "Tokenize a source into a token store (train/val .bin + .idx + meta.json).",
+            examples=("--input {text} --tokenizer {tokenizer} --out {out} --val-docs 10 --workers 1",)),
     Command(("data", "inspect"), "langadapt.data.inspect:InspectArgs", "langadapt.data.inspect:inspect_command",
             "Validate a token store and print its counts and a decoded sample.",
-            positionals=(("store", None),)),
+            positionals=(("store", None),), examples=("{store} --tokenizer {tokenizer}",)),
     Command(("transfer",), "langadapt.transfer.cli:TransferArgs", "langadapt.transfer.cli:transfer_command",
-            "Swap a model's tokenizer and initialize the new embeddings (clp, focus, wechsel, fvt, mean, random, gaussian)."),
+            "Swap a model's tokenizer and initialize the new embeddings (clp, focus, wechsel, fvt, mean, random, gaussian).",
+            examples=("--method mean --source-model {model} --target-tokenizer {target_tokenizer} --out {out}",
+                      "--method clp --source-model {model} --helper-model {helper} --out {out} --calibrate {text_target}",
+                      "--method focus --source-model {model} --target-tokenizer {target_tokenizer} "
+                      "--fasttext-model {fasttext_tokens} --out {out}",
+                      "--method wechsel --source-model {model} --target-tokenizer {target_tokenizer} --source-fasttext "
+                      "{fasttext_source} --target-fasttext {fasttext_target} --dictionary {dictionary} --out {out}")),
     Command(("train",), "langadapt.train.config:TrainRunConfig", "langadapt.train.loop:train_command",
-            "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume."),
+            "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume.",
+            examples=('--model {model} --out-dir {out} --data.train {"en": "{store}"} --data.block-size 32 '
+                      "--train.steps 2 --train.micro-batch-size 2 --train.global-batch-size 2",)),
     Command(("eval", "bpb"), "langadapt.eval.bpb:BpbArgs", "langadapt.eval.bpb:bpb_command",
-            "Bits per byte (and perplexity, fertility) of a model on raw text."),
+            "Bits per byte (and perplexity, fertility) of a model on raw text.",
+            examples=("--model {model} --input {text} --max-docs 5",
+                      "--model {model} --tokenizer {tokenizer} --input {text} --max-docs 5")),
     Command(("eval", "harness"), "langadapt.eval.harness:HarnessArgs", "langadapt.eval.harness:harness_command",
-            "Run lm-evaluation-harness tasks on a causal model."),
+            "Run lm-evaluation-harness tasks on a causal model.",
+            examples=("--model {model} --tasks tiny_ppl --include-path {tasks} --out {out}",)),
     Command(("eval", "similarity"), "langadapt.eval.similarity:SimilarityArgs",
             "langadapt.eval.similarity:similarity_command",
-            "Per-layer hidden-state and gradient similarity on parallel texts."),
+            "Per-layer hidden-state and gradient similarity on parallel texts.",
+            examples=("--model {model} --parallel {parallel_a} {parallel_b} --max-pairs 8 --out {out}",)),
     Command(("report",), "langadapt.eval.report:ReportArgs", "langadapt.eval.report:report_command",
             "Plot loss/BPB curves of runs and tabulate their final metrics.",
-            positionals=(("runs", "+"),)),
+            positionals=(("runs", "+"),), examples=("{run} --out {out}",)),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
-            "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report."),
+            "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report.",
+            examples=("--out {out} --methods mean --adapt-steps 2 --calibrate false --source-model {model} "
+                      "--target-tokenizer {target_tokenizer} --source-corpus {text} --target-corpus {text_target}",)),
 ]
 
 
@@ -83,86 +104,40 @@ def _load(ref: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _normalize_flag(token: str) -> str:
-    """``--val-docs=3`` -> ``--val_docs=3`` (values are left alone)."""
-    if not token.startswith("--") or token == "--":
-        return token
-    key, eq, value = token[2:].partition("=")
-    return "--" + key.replace("-", "_") + eq + value
+# argparse takes '-1e-3' for an option (it knows only '-1' and '-.5' as negative numbers); these are values.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
 
 
-_TRUE_FALSE = {"true", "false", "yes", "no", "1", "0", "on", "off"}
+def _key(token: str) -> str:
+    """``--val-docs=3`` -> ``val_docs``: the dotted field name an option token refers to."""
+    return token[2:].partition("=")[0].replace("-", "_")
 
 
-def _options_where(args_cls, wanted, prefix: str = "") -> set[str]:
-    """Dotted names of every field whose type hint satisfies ``wanted`` (nested dataclasses included)."""
-    import dataclasses
-    import typing
-
-    names: set[str] = set()
-    hints = typing.get_type_hints(args_cls)
-    for f in dataclasses.fields(args_cls):
-        hint = hints.get(f.name, f.type)
-        if dataclasses.is_dataclass(hint):
-            names |= _options_where(hint, wanted, prefix + f.name + ".")
-        elif wanted(hint):
-            names.add(prefix + f.name)
-    return names
-
-
-def _is_bool(hint) -> bool:
-    import typing
-
-    return hint is bool or hint == typing.Optional[bool]
-
-
-def _is_list(hint) -> bool:
-    """``list[...]`` or a union with one (``list[str] | str``)."""
-    import typing
-
-    return typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in typing.get_args(hint))
+def _flag(name: str) -> str:
+    """``train.warmup_steps`` -> ``--train.warmup-steps``."""
+    return "--" + name.replace("_", "-")
 
 
 def _join_list_values(argv: list[str], lists: set[str]) -> list[str]:
-    """``--parallel A B`` (several values after a list option) means ``--parallel=["A", "B"]``."""
+    """``--parallel A B`` (several values after a list option) means ``--parallel=["A", "B"]``; one value
+    stays as it is (the type also takes a plain string, and a YAML config may give either)."""
     import json
 
     out: list[str] = []
     i = 0
     while i < len(argv):
         token = argv[i]
-        if token.startswith("--") and "=" not in token and token[2:] in lists:
+        if token.startswith("--") and "=" not in token and _key(token) in lists:
             j = i + 1
             while j < len(argv) and not argv[j].startswith("--"):
                 j += 1
             if j - i > 2:
-                out.append(f"--{token[2:]}={json.dumps(argv[i + 1:j])}")
+                out.append(f"{token}={json.dumps(argv[i + 1:j])}")
                 i = j
                 continue
         out.append(token)
         i += 1
     return out
-
-
-def _expand_bool_flags(argv: list[str], bools: set[str]) -> list[str]:
-    """A bare ``--overwrite`` means ``--overwrite=true``; ``--no-overwrite`` means ``=false``."""
-    out: list[str] = []
-    for i, token in enumerate(argv):
-        if token.startswith("--") and "=" not in token:
-            key = token[2:]
-            following = argv[i + 1] if i + 1 < len(argv) else None
-            if key in bools and (following is None or following.lower() not in _TRUE_FALSE):
-                out.append(f"--{key}=true")
-                continue
-            if key.startswith("no_") and key[3:] in bools:
-                out.append(f"--{key[3:]}=false")
-                continue
-        out.append(token)
-    return out
-
-
-def _dash_help(text: str) -> str:
-    return re.sub(r"--[A-Za-z0-9_.]+", lambda m: m.group(0).replace("_", "-"), text)
 
 
 def _top_help(commands: list[Command]) -> str:
@@ -193,74 +168,221 @@ def _find_command(argv: list[str], commands: list[Command]) -> tuple[Command, li
     raise UserError(f"unknown command '{given}'{hint}; run `langadapt --help` for the list")
 
 
-def build_parser(command: Command):
-    """The jsonargparse parser of one subcommand (also used by tests and docs)."""
-    from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+def _help_formatter():
+    from jsonargparse import DefaultHelpFormatter
 
-    set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    class HelpFormatter(DefaultHelpFormatter):
+        def _get_help_string(self, action) -> str:
+            return action.help or ""  # ours already say, in words, what each option expects and its default
+
+    return HelpFormatter
+
+
+def build_parser(command: Command):
+    """The jsonargparse parser of one subcommand, one argument per field of its options dataclass: the
+    flag with dashes (and with underscores), booleans as ``--x`` / ``--x false`` / ``--no-x``, nested
+    dataclasses as ``--train.lr`` in a group of their own, ``--config file.yaml`` for all of them."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
     args_cls = _load(command.args)
     prog = "langadapt " + " ".join(command.words)
-    parser = ArgumentParser(prog=prog, description=command.help, exit_on_error=False, allow_abbrev=False,
-                            default_env=False, env_prefix="LANGADAPT")
+    words = " ".join(f"{name.upper()}{' ...' if nargs else ''}" for name, nargs in command.positionals)
+    parser = ArgumentParser(prog=prog, usage=f"{prog} {words + ' ' if words else ''}[options]",
+                            description=command.help, exit_on_error=False, allow_abbrev=False, default_env=False,
+                            formatter_class=_help_formatter())
+    parser._negative_number_matcher = _NEGATIVE_NUMBER
     parser.add_argument("--config", action=ActionConfigFile, help="YAML config file; command-line flags override it.")
-    skip = {name for name, _ in command.positionals}
-    for name, nargs in command.positionals:
-        ftype = args_cls.__dataclass_fields__[name].type
-        kwargs = {"nargs": nargs} if nargs else {}
-        parser.add_argument(name, type=str, help=f"{name} ({ftype})", **kwargs)  # nargs collects the list
-    parser.add_class_arguments(args_cls, nested_key=None, skip=skip, fail_untyped=True, sub_configs=True)
+    _add_fields(parser, parser, args_cls, "", dict(command.positionals))
     return parser, args_cls
 
 
-def _did_you_mean(message: str, parser) -> str:
-    match = re.search(r"unrecognized arguments: (--?[\w.]+)", message) or re.search(
+def _add_fields(parser, container, cls, prefix: str, positionals: dict) -> None:
+    import dataclasses
+    import typing
+
+    import docstring_parser
+    from jsonargparse import ActionYesNo
+
+    from langadapt.options import PATH_KINDS, nested_dataclass, walk_options
+
+    docs = {p.arg_name: (p.description or "")
+            for p in docstring_parser.parse_from_object(cls).params}
+    hints = typing.get_type_hints(cls, include_extras=True)
+    leaves = {o.name: o for o in walk_options(cls)}
+    for f in dataclasses.fields(cls):
+        dest, doc, hint = prefix + f.name, docs.get(f.name, ""), hints[f.name]
+        inner = nested_dataclass(hint)
+        if inner is not None and inner is hint:  # a nested group: --train.lr
+            group = parser.add_argument_group(dest, description=doc or None)
+            _add_fields(parser, group, inner, dest + ".", {})
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        option = leaves.get(f.name)
+        if inner is not None:  # Optional[dataclass]: None, or its fields as --data.clones.p-clone
+            fields_said = ", ".join(_flag(dest + "." + g.name) for g in dataclasses.fields(inner))
+            container.add_argument(_flag(dest), dest=dest, type=hint, default=default,
+                                   help=f"{doc} [off unless set; its options: {fields_said}]".replace("%", "%%"))
+            continue
+        if f.name in positionals and not prefix:
+            nargs = positionals[f.name]
+            what = PATH_KINDS.get(option.input.kind, "") if option and option.input else ""
+            said = _describe(option) if option is not None else ""
+            container.add_argument(dest, type=str if nargs else hint, nargs=nargs,
+                                   help=((doc or what) + (f" ({said})" if said else "")).replace("%", "%%"))
+            continue
+        names = [_flag(dest)] + ([f"--{dest}"] if "_" in f.name else [])
+        said = _describe(option) if option is not None else ""
+        said = ("required" + (f": {said}" if said else "")) if required else \
+            (f"{said}; " if said else "") + f"default: {'none' if default is None else default}"
+        kwargs = {"dest": dest, "help": f"{doc} [{said}]".replace("%", "%%").lstrip(),
+                  **({"required": True} if required else {"default": default})}
+        if option is not None and option.base is bool:
+            container.add_argument(*names, action=ActionYesNo(no_prefix="no-"), nargs="?", **kwargs)
+        else:
+            container.add_argument(*names, type=hint, **kwargs)
+
+
+def _describe(option) -> str:
+    """What an option expects, in words ("" for a plain string)."""
+    import typing
+
+    from langadapt.options import PATH_KINDS
+
+    base = option.base
+    if option.range is not None:
+        return option.range.describe(base)
+    if option.input is not None:
+        return PATH_KINDS.get(option.input.kind, "a path")
+    if typing.get_origin(base) is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(base)))
+    if _is_list(base):
+        return "one or more values"
+    return {int: "an integer", float: "a number", bool: "true or false"}.get(
+        base, "a mapping" if typing.get_origin(base) is dict else "")
+
+
+def _is_list(hint) -> bool:
+    """``list[...]`` or a union with one (``list[str] | str``)."""
+    import typing
+
+    return typing.get_origin(hint) is list or any(typing.get_origin(a) is list for a in typing.get_args(hint))
+
+
+def _given(argv: list[str], name: str) -> str | None:
+    for i, token in enumerate(argv):
+        if token.startswith("--") and _key(token) == name:
+            if "=" in token:
+                return token.partition("=")[2]
+            return argv[i + 1] if i + 1 < len(argv) else None
+    return None
+
+
+def _suggest(bad: str, known: list[str]) -> str:
+    """`` (did you mean '--x'?)`` for a close name only: the same last component (``--lr`` ->
+    ``--train.lr``) or a near spelling of the whole name."""
+    same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == bad]
+    close = same_leaf[:1] or difflib.get_close_matches(bad, known, n=1, cutoff=0.8)
+    return f" (did you mean '{_flag(close[0])}'?)" if close else ""
+
+
+def _check_known_flags(argv: list[str], parser, options: dict) -> list[str]:
+    """An option token that names no option -> an error naming it, with a suggestion when one is close.
+    Returns ``argv`` with the sub-keys of Optional[dataclass] options spelled as jsonargparse knows them."""
+    known = {_key(s) for s in parser._option_string_actions}
+    # an Optional[dataclass] option (data.clones) takes its fields as sub-keys: --data.clones.p_clone
+    parents = {name.rsplit(".", 1)[0] for name in options if "." in name}
+    out = []
+    for i, token in enumerate(argv):
+        if token == "--":
+            return out + argv[i:]
+        key = _key(token)
+        if not token.startswith("--") or key in known:
+            out.append(token)
+        elif any(key.startswith(p + ".") and key in options for p in parents):
+            out.append("--" + key + token[2:].partition("=")[1] + token.partition("=")[2])
+        else:
+            names = [k for k in options] + ["config"]
+            raise UserError(f"unknown option '{token.partition('=')[0]}'{_suggest(key, names)}")
+    return out
+
+
+def _explain(message: str, options: dict, argv: list[str]) -> str:
+    """jsonargparse's / argparse's message about bad arguments -> one line naming the option and what it expects."""
+    message = message.strip()
+    keyed = re.match(r'Parser key "([^"]+)"', message) or re.match(r"argument (--[^\s/:]+)", message)
+    if keyed:
+        name = keyed.group(1).lstrip("-").replace("-", "_")
+        name = name[3:] if name.startswith("no_") and name[3:] in options else name
+        if name in options:
+            given = _given(argv, name)
+            got = "no value" if given is None and "expected one argument" in message else \
+                (f"'{given}'" if given is not None else None)
+            return f"{_flag(name)}: expected {_describe(options[name])}" + (f", got {got}" if got else "")
+    missing = re.search(r"arguments are required: (.+)", message)
+    if missing:
+        names = [n.strip() for n in missing.group(1).split(",")]
+        return "missing required " + ", ".join(map(_flag, names))
+    unaccepted = re.search(r"Option '([^']+)' is not accepted", message) or re.search(
         r"[Kk]ey ['\"]?([\w.]+)['\"]? is not expected", message)
-    nested = re.search(r"Group ['\"]([\w.]+)['\"] does not accept option ['\"]([\w.]+)['\"]", message)
-    if not match and not nested:
-        return ""
-    # a YAML key inside a group ("train: {lrr: ...}") is reported by group and option separately
-    bad = f"{nested.group(1)}.{nested.group(2)}" if nested else match.group(1).lstrip("-")
-    known = [opt.lstrip("-") for action in parser._actions for opt in action.option_strings]
-    close = difflib.get_close_matches(bad, known, n=1, cutoff=0.6)
-    return f" (did you mean '--{close[0].replace('_', '-')}'?)" if close else ""
+    if unaccepted:
+        return f"unknown option '{unaccepted.group(1)}' in the config{_suggest(unaccepted.group(1), list(options))}"
+    extra = re.search(r"unrecognized arguments: (.+)", message)
+    if extra:
+        return f"unexpected argument '{extra.group(1).split()[0]}'"
+    return " ".join(message.split()) or "invalid arguments"
 
 
 def parse(command: Command, argv: list[str]):
-    """Parse ``argv`` (without the command words) into the command's dataclass instance."""
+    """Parse ``argv`` (without the command words) into the command's dataclass instance, its ranges checked."""
     import argparse
 
+    from langadapt.errors import OptionError
+    from langadapt.options import check_options, walk_options
+
     parser, args_cls = build_parser(command)
-    argv = _expand_bool_flags([_normalize_flag(a) for a in argv], _options_where(args_cls, _is_bool))
-    argv = _join_list_values(argv, _options_where(args_cls, _is_list))
+    options = {o.name: o for o in walk_options(args_cls)}
+    argv = _join_list_values(argv, {name for name, o in options.items() if _is_list(o.base)})
+    where = f"{' '.join(command.words)}: "
+    see = f"; see `langadapt {' '.join(command.words)} --help`"
     if any(a in ("-h", "--help") for a in argv):
-        print(_dash_help(parser.format_help()))
+        print(parser.format_help())
         raise SystemExit(0)
+    try:
+        argv = _check_known_flags(argv, parser, options)
+    except UserError as err:
+        raise UserError(f"{where}{err}{see}") from None
     try:
         ns = parser.parse_args(argv)
     except (argparse.ArgumentError, SystemExit) as err:
-        message = str(err) if isinstance(err, argparse.ArgumentError) else "invalid arguments"
-        first = message.strip().splitlines()[0] if message.strip() else "invalid arguments"
-        raise UserError(
-            f"{' '.join(command.words)}: {_dash_help(first)}{_did_you_mean(message, parser)}; "
-            f"see `langadapt {' '.join(command.words)} --help`") from err
-    ns.pop("config", None)
-    init = parser.instantiate(ns) if hasattr(parser, "instantiate") else parser.instantiate_classes(ns)
-    values = init.as_dict() if hasattr(init, "as_dict") else dict(vars(init))
+        message = str(err) if isinstance(err, argparse.ArgumentError) else ""
+        raise UserError(f"{where}{_explain(message, options, argv)}{see}") from err
+    values = ns.as_dict()
     values.pop("config", None)
     values.pop("__path__", None)
-    return _build(args_cls, values)
+    args = _build(args_cls, values)
+    try:
+        check_options(args)
+    except OptionError as err:
+        raise UserError(f"{where}{_flag(err.option)}: {err.detail}") from None
+    return args
 
 
 def _build(args_cls, values: dict):
     import dataclasses
+    import typing
 
+    from langadapt.options import nested_dataclass
+
+    hints = typing.get_type_hints(args_cls)
     kwargs = {}
     for f in dataclasses.fields(args_cls):
         if f.name not in values:
             continue
         value = values[f.name]
-        if dataclasses.is_dataclass(f.type) and isinstance(value, dict):
-            value = _build(f.type, value)
+        inner = nested_dataclass(hints[f.name])
+        if inner is not None and isinstance(value, dict):
+            value = _build(inner, value)
         kwargs[f.name] = value
     return args_cls(**kwargs)
 
@@ -282,7 +404,14 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `langadapt ... --help | head`: the reader left; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     debug = os.environ.get("LANGADAPT_DEBUG", "") not in ("", "0")
     commands = [c for c in COMMANDS if _available(c)]
     if "--quiet" in argv or "-q" in argv:
@@ -301,8 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         command, rest = _find_command(argv, commands)
-        print_config = any(_normalize_flag(a).startswith("--print_config") for a in rest)
-        args = parse(command, [a for a in rest if not _normalize_flag(a).startswith("--print_config")])
+        is_print_config = lambda a: a.startswith("--") and _key(a) == "print_config"  # noqa: E731
+        print_config = any(map(is_print_config, rest))
+        args = parse(command, [a for a in rest if not is_print_config(a)])
         if print_config:
             from langadapt.config import to_yaml
 

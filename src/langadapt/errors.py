@@ -19,3 +19,12 @@ class ConfigError(UserError):
 
 class StoreError(UserError):
     """A token store that is missing, truncated, or does not match its tokenizer."""
+
+
+class OptionError(ConfigError):
+    """A value of one named option is invalid. ``option`` is the field's dotted name (``train.lr``);
+    the CLI shows it as the flag (``--train.lr``)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+        self.option, self.detail = option, message

@@ -38,3 +38,8 @@ def info(message: str) -> None:
     """A status line on stderr (suppressed by --quiet)."""
     if not _quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr, ``langadapt: warning: ...``; shown even with --quiet (it may change a result)."""
+    print(f"langadapt: warning: {message}", file=sys.stderr, flush=True)

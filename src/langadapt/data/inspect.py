@@ -6,16 +6,18 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
+from langadapt.options import Count, NonNegativeInt, StorePath, TokenizerPath
+
 
 @dataclass
 class InspectArgs:
-    store: str
+    store: StorePath
     """Token store directory."""
-    tokenizer: Optional[str] = None
+    tokenizer: Optional[TokenizerPath] = None
     """Check the store was written with this tokenizer, and decode a sample with it."""
-    sample_docs: int = 2
+    sample_docs: NonNegativeInt = 2
     """Validation (or train) documents to decode and show."""
-    sample_tokens: int = 60
+    sample_tokens: Count = 60
     """Show at most this many tokens of each sample document."""
     json: bool = False
     """Print one JSON object instead of a table."""

@@ -19,38 +19,39 @@ from typing import Iterator, Optional
 import numpy as np
 
 from langadapt.errors import InputError, UserError
+from langadapt.options import Count, NonNegativeInt, OutDir, PositiveFloat, Seed, SourcePath, TokenizerPath
 from langadapt.progress import info, progress
 
 
 @dataclass
 class PrepareArgs:
-    input: str
+    input: SourcePath
     """Source: a .txt/.jsonl/.json/.parquet file, a folder of them, or hf://name[:config][/split]."""
-    tokenizer: str
+    tokenizer: TokenizerPath
     """Tokenizer directory or Hub id."""
-    out: str
+    out: OutDir
     """Output token store directory."""
-    val_docs: Optional[int] = None
+    val_docs: Optional[NonNegativeInt] = None
     """The first N documents are validation, the rest train."""
-    train_mb: Optional[float] = None
+    train_mb: Optional[PositiveFloat] = None
     """Byte budget split: the first X MB (10^6 bytes) of text are train ..."""
-    val_mb: Optional[float] = None
+    val_mb: Optional[PositiveFloat] = None
     """... and the next Y MB validation; the rest is not read."""
-    val_clip_words: Optional[int] = None
+    val_clip_words: Optional[Count] = None
     """Also write split 'val_clip': the first K whitespace words of each validation document."""
-    workers: Optional[int] = None
+    workers: Optional[Count] = None
     """Tokenizer threads (default: all cores)."""
     text_field: str = "text"
     """Field holding the text in .jsonl/.json/.parquet/hf:// sources."""
-    min_chars: int = 0
+    min_chars: NonNegativeInt = 0
     """Skip documents shorter than this many characters."""
     dedup: bool = False
     """Drop exact duplicate documents."""
-    shuffle_buffer: int = 0
+    shuffle_buffer: NonNegativeInt = 0
     """Shuffle documents through a buffer of this size before splitting (0: keep the source order)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the shuffle buffer."""
-    batch_docs: int = 2000
+    batch_docs: Count = 2000
     """Documents tokenized per batch (memory vs. overhead)."""
     overwrite: bool = False
     """Replace an existing output directory."""

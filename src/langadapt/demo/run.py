@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from langadapt.errors import ConfigError, InputError
+from langadapt.options import Count, ModelPath, OutDir, Seed, SourcePath, TokenizerPath
 from langadapt.progress import info
 
 CALIBRATION_DOCS = 300  # target training documents offered to the fit (more than its 16384-token budget)
@@ -29,11 +30,11 @@ CALIBRATION_NOTE = (
 
 @dataclass
 class DemoArgs:
-    out: str = "demo_out"
+    out: OutDir = "demo_out"
     """Output directory (report.md, report.json, curves.png, and every intermediate model and store)."""
     quick: bool = False
     """Smaller everything: about two minutes on two CPU cores."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the synthetic languages, the models and the training runs."""
     methods: str = "random,mean,fvt,clp,focus"
     """Transfer methods to compare (comma-separated)."""
@@ -41,24 +42,24 @@ class DemoArgs:
     """Source language label of the synthetic corpus."""
     target_lang: str = "de"
     """Target language label of the synthetic corpus."""
-    source_corpus: Optional[str] = None
+    source_corpus: Optional[SourcePath] = None
     """Real source-language text instead of the synthetic one (file, folder or hf://)."""
-    target_corpus: Optional[str] = None
+    target_corpus: Optional[SourcePath] = None
     """Real target-language text instead of the synthetic one (file, folder or hf://)."""
-    source_model: Optional[str] = None
+    source_model: Optional[ModelPath] = None
     """A real source model (dir or Hub id) instead of training a small one here."""
-    target_tokenizer: Optional[str] = None
+    target_tokenizer: Optional[TokenizerPath] = None
     """A real target tokenizer instead of training one here."""
-    helper_model: Optional[str] = None
+    helper_model: Optional[ModelPath] = None
     """A real target-language helper model for CLP (must use the target tokenizer)."""
-    vocab_size: Optional[int] = None
+    vocab_size: Optional[Count] = None
     """Vocabulary size of the tokenizers trained here (default 1000, quick 800)."""
-    adapt_steps: Optional[int] = None
+    adapt_steps: Optional[Count] = None
     """Continued-pretraining steps per method, embedding phase included (default 300, quick 80)."""
     calibrate: bool = True
     """Fit each transferred model's logit scale on target training documents (`transfer --calibrate`) before
     the start is measured; the raw start is reported beside it. false: train and report the raw transfers."""
-    threads: int = 1
+    threads: Count = 1
     """torch CPU threads. The demo's models are tiny, so one thread is fastest (more only adds overhead)."""
     overwrite: bool = False
     """Replace an existing output directory."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 from langadapt.errors import ConfigError
+from langadapt.options import Count, NonNegativeInt, OutDir, PositiveFloat, Seed
 
 DEFAULT_LANGS = ("en", "de", "ar")
 DEFAULT_VAL_DOCS = 200
@@ -1008,17 +1009,17 @@ def _write_lexicon_table(path: Path, labels: list[str], seed: int) -> None:
 class SynthArgs:
     """Generate seeded synthetic parallel languages."""
 
-    out: str
+    out: OutDir
     """Output folder: one sub-folder per language with train.jsonl and val.jsonl, plus lexicon.tsv."""
     langs: str = ",".join(DEFAULT_LANGS)
     """Comma-separated language names (labels; the i-th name gets grammar i), or a count such as 3 (l0, l1, l2)."""
-    mb: Optional[float] = None
+    mb: Optional[PositiveFloat] = None
     """Approximate MB (10^6 bytes) of train text per language, averaged over the languages (default 1 without --docs)."""
-    docs: Optional[int] = None
+    docs: Optional[Count] = None
     """Number of train documents per language (instead of --mb)."""
-    val_docs: int = DEFAULT_VAL_DOCS
+    val_docs: NonNegativeInt = DEFAULT_VAL_DOCS
     """Validation documents per language (the first documents of the stream)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the meanings and of the languages' grammars and word forms."""
     overwrite: bool = False
     """Replace --out if it exists."""

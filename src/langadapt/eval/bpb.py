@@ -6,12 +6,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 from langadapt.errors import InputError
+from langadapt.options import Count, ModelPath, SourcePath, TokenizerPath
 from langadapt.progress import info, progress
 
 
@@ -248,24 +249,24 @@ def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None
 
 @dataclass
 class BpbArgs:
-    model: str
+    model: ModelPath
     """Model directory or Hub id (causal LM, or masked LM scored by pseudo-log-likelihood)."""
-    input: list[str] | str
+    input: Union[list[SourcePath], SourcePath]
     """Text source (.txt one document per line, .jsonl/.parquet, a folder, or hf://name[:config][/split]).
     Several sources, one per language: comma-separated (a,b) or a list ([a,b])."""
-    lang: list[str] | str | None = None
+    lang: Union[list[str], str, None] = None
     """Language name(s) for the result, one per --input (comma-separated). Default: the file names."""
-    tokenizer: str | None = None
+    tokenizer: Optional[TokenizerPath] = None
     """Tokenizer directory or Hub id. Default: the one saved with the model."""
     text_field: str = "text"
     """Field holding the text in .jsonl/.parquet/hf:// sources."""
-    max_docs: int | None = None
+    max_docs: Optional[Count] = None
     """Evaluate only the first N documents of each source."""
-    batch_size: int = 8
+    batch_size: Count = 8
     """Sequences per forward pass (masked LMs: 4x this many masked copies)."""
-    max_length: int | None = None
+    max_length: Optional[Count] = None
     """Context window in tokens (default: the model's maximum)."""
-    stride: int | None = None
+    stride: Optional[Count] = None
     """Sliding-window step for documents longer than the context (default: half the window)."""
     device: str | None = None
     """torch device (default: cuda if available, else cpu)."""
@@ -303,19 +304,10 @@ def load_texts(source: str, text_field: str = "text", max_docs: int | None = Non
 
 
 def load_model_and_tokenizer(model_name: str, tokenizer_name: str | None = None, device: str | None = None):
-    """Model (causal or masked, from its config) and its tokenizer; one-line errors when either is missing."""
-    from langadapt.io.models import load_model, load_tokenizer
+    """Model (causal or masked, from its config) and its tokenizer; one-line errors for anything wrong with either."""
+    from langadapt.io.models import load_model_and_tokenizer as load
 
-    tokenizer_name = tokenizer_name or model_name
-    if Path(tokenizer_name).is_dir() and not any(
-            (Path(tokenizer_name) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                                                          "tokenizer.model", "vocab.json")):
-        raise InputError(f"'{tokenizer_name}' has no tokenizer (no tokenizer.json / tokenizer_config.json); "
-                         "save the tokenizer beside the model or pass --tokenizer")
-    tokenizer = load_tokenizer(tokenizer_name)
-    model = load_model(model_name)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), tokenizer
+    return load(model_name, tokenizer_name, device)
 
 
 def _format_table(results: dict[str, dict]) -> str:

@@ -12,34 +12,36 @@ import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from langadapt.errors import ConfigError, InputError
+from langadapt.options import Count, ModelPath, NonNegativeInt, OutFile, PositiveFloat, Seed, TokenizerPath
 from langadapt.progress import info
 
 
 @dataclass
 class HarnessArgs:
-    model: str
+    model: ModelPath
     """Causal model directory or Hub id (masked LMs are refused: lm-eval would score them left to right)."""
     tasks: list[str] | str
     """Task, group or tag names, comma-separated (e.g. hellaswag,arc_easy) or a list."""
     include_path: str | None = None
     """Folder of extra task YAMLs (local data files make the run fully offline)."""
-    tokenizer: str | None = None
+    tokenizer: Optional[TokenizerPath] = None
     """Tokenizer directory or Hub id. Default: the one saved with the model."""
-    limit: float | None = None
+    limit: Optional[PositiveFloat] = None
     """Evaluate only this many examples per task (a fraction when < 1). Results are marked not reportable."""
-    num_fewshot: int | None = None
+    num_fewshot: Optional[NonNegativeInt] = None
     """Few-shot examples per prompt (default: each task's own setting)."""
-    batch_size: int = 8
+    batch_size: Count = 8
     """Requests per forward pass."""
-    max_length: int | None = None
+    max_length: Optional[Count] = None
     """Context window in tokens (default: the model's maximum)."""
     device: str | None = None
     """torch device (default: cuda if available, else cpu)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed for few-shot sampling and any randomness in lm-eval."""
-    out: str | None = None
+    out: Optional[OutFile] = None
     """Results JSON path (default: harness-<model name>.json in the current directory)."""
     overwrite: bool = False
     """Replace --out if it exists."""

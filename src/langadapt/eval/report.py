@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from langadapt.errors import InputError
+from langadapt.options import OutDir, RunPath
 from langadapt.progress import info
 
 BPB_PREFIX = "val_bpb/"
@@ -21,9 +22,9 @@ def _warn(message: str) -> None:
 
 @dataclass
 class ReportArgs:
-    runs: list[str] = field(default_factory=list)
+    runs: list[RunPath] = field(default_factory=list)
     """Run directories written by `langadapt train` (each with metrics.jsonl and config.yaml)."""
-    out: str = "report"
+    out: OutDir = "report"
     """Output directory: report.md, report.json and one curves_<lang>.png per language."""
     overwrite: bool = False
     """Replace --out if it exists."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
 from langadapt.errors import ConfigError, InputError
+from langadapt.options import Count, ModelPath, OutDir, Seed, SourcePath, TokenizerPath
 from langadapt.progress import info, progress
 
 # ---------------------------------------------------------------------------------------------
@@ -228,30 +229,30 @@ def compare_parallel(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence
 
 @dataclass
 class SimilarityArgs:
-    model: str
+    model: ModelPath
     """Model directory or Hub id (causal or masked LM)."""
-    parallel: list[str] | str
+    parallel: Union[list[SourcePath], SourcePath]
     """Two parallel files, line i of one translating (or cloning) line i of the other: `A B`, `A,B` or `[A,B]`.
     .txt: one sentence per line; .jsonl: one record per line (--text-field)."""
-    tokenizer: str | None = None
+    tokenizer: Optional[TokenizerPath] = None
     """Tokenizer directory or Hub id. Default: the one saved with the model."""
     text_field: str = "text"
     """Field holding the text in .jsonl files."""
-    max_pairs: int = 256
+    max_pairs: Count = 256
     """Use the first N pairs."""
     pairing: str = "auto"
     """clone (position by position), real (mean pooling and token matching only) or auto (clone when every pair has equal token counts)."""
     gradients: bool = True
     """Also compare the gradients of the two sides (--no-gradients to skip)."""
-    batch_size: int = 16
+    batch_size: Count = 16
     """Sentences per forward pass."""
-    max_length: int | None = None
+    max_length: Optional[Count] = None
     """Truncate sentences to this many tokens (default: the model's context)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of the MLM masking used for masked-LM gradients."""
     device: str | None = None
     """torch device (default: cuda if available, else cpu)."""
-    out: str = "similarity"
+    out: OutDir = "similarity"
     """Output directory: similarity.json, hidden_similarity.png, gradient_similarity.png."""
     overwrite: bool = False
     """Replace --out if it exists."""

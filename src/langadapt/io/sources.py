@@ -6,7 +6,9 @@ A *source* is
 - a folder: every such file below it, in sorted path order,
 - ``hf://name[:config][/split]``: a Hugging Face dataset, streamed with ``datasets``.
 
-Invalid UTF-8 is replaced by U+FFFD and counted in :class:`SourceStats`, never an error.
+Invalid UTF-8 is replaced by U+FFFD and counted in :class:`SourceStats`, never an error -- unless a file
+does not look like text at all (NUL bytes, or mostly invalid UTF-8 in its first 64 KB: a binary file given
+by mistake), which is an ``InputError`` naming it.
 """
 
 from __future__ import annotations
@@ -111,6 +113,23 @@ def list_source_files(path: Path) -> list[Path]:
             raise InputError(f"folder {path} holds no {'/'.join(SUPPORTED_SUFFIXES)} files")
         return files
     raise InputError(f"input '{path}' does not exist; give a file, a folder or hf://dataset")
+
+
+BINARY_PROBE_BYTES = 65536
+BINARY_INVALID_SHARE = 0.3  # real corpora with stray bad bytes stay far below this
+
+
+def check_looks_like_text(path: Path) -> None:
+    """A text (or JSON lines) file, not a binary one; parquet files are binary by design and not checked."""
+    with open(path, "rb") as handle:
+        head = handle.read(BINARY_PROBE_BYTES)
+    if not head:
+        return
+    invalid = len(head) - len(head.decode("utf-8", errors="ignore").encode("utf-8"))
+    nul = b"\x00" in head
+    if nul or invalid > BINARY_INVALID_SHARE * len(head):
+        raise InputError(f"'{path}' does not look like text ({invalid} of its first {len(head)} bytes are not UTF-8"
+                         f"{', and it has NUL bytes' if nul else ''}); is it a binary file?")
 
 
 def _field(record: dict, text_field: str, where: str):
@@ -240,6 +259,8 @@ def iter_documents(
         for path in files:
             stats.files += 1
             suffix = path.suffix.lower()
+            if suffix != ".parquet":
+                check_looks_like_text(path)
             if suffix in TEXT_SUFFIXES:
                 yield from _read_txt(path, utf8)
             elif suffix == ".parquet":

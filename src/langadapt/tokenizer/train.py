@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 from langadapt.errors import ConfigError, InputError
+from langadapt.options import Count, NonNegativeInt, OutDir, PositiveFloat, SourcePath, TokenizerPath
 from langadapt.progress import bars_enabled, info
 
 KINDS = ("byte-bpe", "sp-bpe", "unigram")
@@ -24,25 +25,25 @@ BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]
 
 @dataclass
 class TokenizerTrainArgs:
-    input: str
+    input: SourcePath
     """Training text: a .txt/.jsonl/.json/.parquet file, a folder of them, or hf://name[:config][/split]."""
-    out: str
+    out: OutDir
     """Output directory (loads with AutoTokenizer.from_pretrained)."""
-    vocab_size: int = 32000
+    vocab_size: Count = 32000
     """Size of the new vocabulary, special (and byte-fallback) tokens included."""
     kind: str = "byte-bpe"
     """byte-bpe (GPT-2 style), sp-bpe (SentencePiece/Llama style with <0xXX> byte fallback) or unigram. Ignored with --like."""
-    like: Optional[str] = None
+    like: Optional[TokenizerPath] = None
     """Source tokenizer (dir or Hub id): copy its family and special tokens, keeping their ids where they fit."""
     text_field: str = "text"
     """Field holding the text in .jsonl/.json/.parquet/hf:// sources."""
-    val_docs: int = 200
+    val_docs: NonNegativeInt = 200
     """The first N documents are held out from training and used to report fertility."""
-    max_docs: Optional[int] = None
+    max_docs: Optional[Count] = None
     """Train on at most this many documents (after the held-out ones)."""
-    max_mb: Optional[float] = None
+    max_mb: Optional[PositiveFloat] = None
     """Train on at most this many MB (10^6 bytes) of text."""
-    min_frequency: int = 2
+    min_frequency: Count = 2
     """Minimum pair frequency for a merge (BPE)."""
     overwrite: bool = False
     """Replace an existing output directory."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Annotated, Optional, Union
+
+from langadapt.options import (MAX_COUNT, Beta, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir,
+                               PositiveFloat, PositiveFraction, Range, Seed, StorePath, TokenizerPath)
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-true", "fp16-mixed")
 OBJECTIVES = ("clm", "mlm")
@@ -11,33 +14,33 @@ OBJECTIVES = ("clm", "mlm")
 
 @dataclass
 class CloneArgs:
-    num_clones: int = 1
+    num_clones: Count = 1
     """Number of clones of the base language (xling-imbalance)."""
-    frac_clone: float = 1.0
+    frac_clone: Fraction = 1.0
     """Fraction of token ids a clone maps to new ids above the vocabulary, in [0, 1]."""
-    p_clone: float = 0.5
+    p_clone: Fraction = 0.5
     """Probability that a base-language block is drawn from a clone instead."""
     base: Optional[str] = None
     """Language to clone (default: the first)."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed choosing the cloned ids."""
 
 
 @dataclass
 class DataArgs:
-    train: dict[str, str] = field(default_factory=dict)
+    train: dict[str, StorePath] = field(default_factory=dict)
     """Language -> token store directory (several = a mixture); the stores' 'train' split is used."""
-    val: Optional[dict[str, str]] = None
+    val: Optional[dict[str, StorePath]] = None
     """Language -> token store for evaluation (default: the 'val' split of the train stores)."""
     probabilities: Optional[Union[dict[str, float], str]] = None
     """{lang: p} or 'lang:p,lang:p' (sums to 1), 'proportional' (default) or 'uniform'."""
-    alpha: Optional[float] = None
+    alpha: Optional[PositiveFloat] = None
     """XLM α-smoothing: p_i ∝ n_i^α (instead of probabilities)."""
     schedule: Optional[str] = None
     """Stage schedule: '0.1_0.9_0.5_0.5' (second language's p per equal stage) or 'de:0.9,en:0.1|de:0.5,en:0.5'."""
     clones: Optional[CloneArgs] = None
     """Cloned languages (a clone maps a fraction of ids to new ids)."""
-    block_size: int = 1024
+    block_size: Annotated[int, Range(ge=2, le=MAX_COUNT)] = 1024  # a block predicts at least one token
     """Tokens per training block."""
     mode: str = "concat"
     """concat (documents joined, attention may cross them) or packed (attention stays inside documents; CLM only)."""
@@ -49,15 +52,15 @@ class DataArgs:
 
 @dataclass
 class EmbeddingPhaseArgs:
-    steps: int = 0
+    steps: NonNegativeInt = 0
     """Steps of the embedding-only phase at the start (0: none). Only input and output embeddings train."""
-    fraction: Optional[float] = None
+    fraction: Optional[Fraction] = None
     """Alternatively: this fraction of train.steps."""
-    lr: Optional[float] = None
+    lr: Optional[PositiveFloat] = None
     """Peak learning rate of the phase (default: train.lr)."""
-    warmup_steps: int = 0
+    warmup_steps: NonNegativeInt = 0
     """Warmup steps of the phase."""
-    global_batch_size: Optional[int] = None
+    global_batch_size: Optional[Count] = None
     """Global batch of the phase (default: train.global_batch_size)."""
 
 
@@ -65,49 +68,49 @@ class EmbeddingPhaseArgs:
 class TrainArgs:
     objective: str = "clm"
     """clm (causal LM) or mlm (masked LM)."""
-    steps: int = 1000
+    steps: Count = 1000
     """Optimizer steps in total (all phases)."""
-    micro_batch_size: int = 8
+    micro_batch_size: Count = 8
     """Blocks per forward/backward pass per process."""
-    global_batch_size: int = 8
+    global_batch_size: Count = 8
     """Blocks per optimizer step = micro × accumulation × processes."""
-    lr: float = 3e-4
+    lr: PositiveFloat = 3e-4
     """Peak learning rate (full phase)."""
-    min_lr: float = 0.0
+    min_lr: NonNegativeFloat = 0.0
     """Final learning rate of linear/cosine; anneal target of infinite."""
     schedule: str = "cosine"
     """constant, linear, cosine or infinite."""
-    warmup_steps: int = 0
+    warmup_steps: NonNegativeInt = 0
     """Linear warmup steps."""
-    cooldown_steps: int = 0
+    cooldown_steps: NonNegativeInt = 0
     """infinite: cosine cooldown steps from lr to inf_lr."""
-    inf_lr: Optional[float] = None
+    inf_lr: Optional[PositiveFloat] = None
     """infinite: the constant learning rate after the cooldown (default lr/10)."""
-    anneal_steps: int = 0
+    anneal_steps: NonNegativeInt = 0
     """infinite: exponential anneal to min_lr over the last N steps (a pre-anneal checkpoint is saved)."""
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     """AdamW weight decay (never on biases and norms)."""
     decay_embeddings: bool = False
     """Apply weight decay to embeddings too."""
-    beta1: float = 0.9
+    beta1: Beta = 0.9
     """AdamW β1."""
-    beta2: float = 0.95
+    beta2: Beta = 0.95
     """AdamW β2."""
-    eps: float = 1e-8
+    eps: PositiveFloat = 1e-8
     """AdamW ε."""
-    grad_clip: float = 1.0
+    grad_clip: NonNegativeFloat = 1.0
     """Clip the global gradient norm (0: off)."""
     precision: str = "fp32"
     """fp32, bf16-mixed (autocast, fp32 weights), bf16-true (weights, grads, optimizer state in bf16), fp16-mixed."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed of data order, masking and initialization."""
     embedding_phase: EmbeddingPhaseArgs = field(default_factory=EmbeddingPhaseArgs)
     """Embedding-only phase (CLP embedding tuning, tight-budget --train_only_embeddings)."""
-    mlm_probability: float = 0.15
+    mlm_probability: PositiveFraction = 0.15
     """MLM: share of tokens selected."""
-    mlm_mask_fraction: float = 0.8
+    mlm_mask_fraction: Fraction = 0.8
     """MLM: share of selected tokens replaced by the mask token."""
-    mlm_random_fraction: float = 0.1
+    mlm_random_fraction: Fraction = 0.1
     """MLM: share of selected tokens replaced by a random (non-special) token."""
     language_embeddings: bool = False
     """MLM: feed each block's language id as token_type_ids (resizing type_vocab_size)."""
@@ -123,15 +126,15 @@ class TrainArgs:
 
 @dataclass
 class CheckpointArgs:
-    every: int = 0
+    every: NonNegativeInt = 0
     """Save a checkpoint every N steps (0: only at the end)."""
-    keep_last: int = 2
+    keep_last: Count = 2
     """Keep the last K checkpoints (the pre-anneal one is always kept)."""
 
 
 @dataclass
 class LogArgs:
-    every: int = 10
+    every: Count = 10
     """Write a metrics.jsonl line every N steps."""
     tensorboard: bool = False
     """Also log to TensorBoard (out_dir/tensorboard)."""
@@ -141,9 +144,9 @@ class LogArgs:
 
 @dataclass
 class EvalArgs:
-    every: int = 0
+    every: NonNegativeInt = 0
     """Validation bits per byte per language every N steps (and at step 0 and the end); 0: only start and end."""
-    batch_size: int = 8
+    batch_size: Count = 8
     """Documents per evaluation forward pass."""
     enabled: bool = True
     """Evaluate at all."""
@@ -153,9 +156,9 @@ class EvalArgs:
 
 @dataclass
 class TrainRunConfig:
-    model: str
+    model: ModelPath
     """Model directory or Hub id to continue training (or a tokenizer dir when model_config is given)."""
-    out_dir: str
+    out_dir: OutDir
     """Run directory: config.yaml, metrics.jsonl, checkpoints/step-N/, final/."""
     data: DataArgs = field(default_factory=DataArgs)
     """Training data."""
@@ -169,7 +172,7 @@ class TrainRunConfig:
     """Evaluation during training."""
     model_config: Optional[dict] = None
     """Train from scratch: a transformers config as a dict (with model_type), e.g. {model_type: llama, hidden_size: 64}."""
-    tokenizer: Optional[str] = None
+    tokenizer: Optional[TokenizerPath] = None
     """Tokenizer (default: the one saved with the model)."""
     resume: Optional[str] = None
     """Resume from 'latest' (the newest checkpoint in out_dir) or a checkpoint directory."""

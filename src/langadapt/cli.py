@@ -58,26 +58,30 @@ COMMANDS: list[Command] = [
                       "{fasttext_source} --target-fasttext {fasttext_target} --dictionary {dictionary} --out {out}")),
     Command(("train",), "langadapt.train.config:TrainRunConfig", "langadapt.train.loop:train_command",
             "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume.",
-            examples=('--model {model} --out-dir {out} --data.train {"en": "{store}"} --data.block-size 32 '
-                      "--train.steps 2 --train.micro-batch-size 2 --train.global-batch-size 2",)),
+            examples=("--model {model} --tokenizer {tokenizer} --out-dir {out} --data.train '{\"en\": \"{store}\"}' "
+                      "--data.val '{\"en\": \"{store}\"}' --data.block-size 32 --train.steps 2 "
+                      "--train.micro-batch-size 2 --train.global-batch-size 2",)),
     Command(("eval", "bpb"), "langadapt.eval.bpb:BpbArgs", "langadapt.eval.bpb:bpb_command",
             "Bits per byte (and perplexity, fertility) of a model on raw text.",
             examples=("--model {model} --input {text} --max-docs 5",
                       "--model {model} --tokenizer {tokenizer} --input {text} --max-docs 5")),
     Command(("eval", "harness"), "langadapt.eval.harness:HarnessArgs", "langadapt.eval.harness:harness_command",
             "Run lm-evaluation-harness tasks on a causal model.",
-            examples=("--model {model} --tasks tiny_ppl --include-path {tasks} --out {out}",)),
+            examples=("--model {model} --tokenizer {tokenizer} --tasks tiny_ppl --include-path {tasks} --out {out}",)),
     Command(("eval", "similarity"), "langadapt.eval.similarity:SimilarityArgs",
             "langadapt.eval.similarity:similarity_command",
             "Per-layer hidden-state and gradient similarity on parallel texts.",
-            examples=("--model {model} --parallel {parallel_a} {parallel_b} --max-pairs 8 --out {out}",)),
+            examples=("--model {model} --tokenizer {tokenizer} --parallel {parallel_a} {parallel_b} --max-pairs 8 "
+                      "--out {out}",)),
     Command(("report",), "langadapt.eval.report:ReportArgs", "langadapt.eval.report:report_command",
             "Plot loss/BPB curves of runs and tabulate their final metrics.",
             positionals=(("runs", "+"),), examples=("{run} --out {out}",)),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report.",
-            examples=("--out {out} --methods mean --adapt-steps 2 --calibrate false --source-model {model} "
-                      "--target-tokenizer {target_tokenizer} --source-corpus {text} --target-corpus {text_target}",)),
+            examples=("--out {out} --methods mean,clp --adapt-steps 2 --calibrate false --source-model {model} "
+                      "--target-tokenizer {target_tokenizer} --helper-model {helper} --target-corpus {text_target}",
+                      "--out {out} --quick --methods mean --adapt-steps 2 --calibrate false --vocab-size 300 "
+                      "--source-corpus {text} --target-corpus {text_target}")),
 ]
 
 
@@ -310,9 +314,10 @@ def _check_known_flags(argv: list[str], parser, options: dict) -> list[str]:
 def _explain(message: str, options: dict, argv: list[str]) -> str:
     """jsonargparse's / argparse's message about bad arguments -> one line naming the option and what it expects."""
     message = message.strip()
-    keyed = re.match(r'Parser key "([^"]+)"', message) or re.match(r"argument (--[^\s/:]+)", message)
+    keys = re.findall(r'Parser key "([^"]+)"', message)  # nested for Optional[dataclass] options (data.clones)
+    keyed = ".".join(keys) if keys else (re.match(r"argument (--[^\s/:]+)", message) or [None, None])[1]
     if keyed:
-        name = keyed.group(1).lstrip("-").replace("-", "_")
+        name = keyed.lstrip("-").replace("-", "_")
         name = name[3:] if name.startswith("no_") and name[3:] in options else name
         if name in options:
             given = _given(argv, name)

@@ -146,7 +146,7 @@ def _instead(other: str) -> Callable[[Path, dict], Path]:
 
 def _jsonl_bad_line(path: Path, fixtures: dict) -> Path:
     lines = path.read_text(encoding="utf-8").splitlines()
-    lines.insert(len(lines) // 2, '{"text": "unterminated')
+    lines.insert(1, '{"text": "unterminated')  # early: commands that read a few documents still meet it
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -203,6 +203,8 @@ CORRUPTIONS: dict[str, dict[str, Callable[[Path, dict], Path]]] = {
     },
     "tasks": {"missing": _missing, "yaml-garbage": _in("*.yaml", _garbage)},
 }
+# Broken auxiliary files a command reads around, with a warning naming them (exit 0), by design.
+WARN_ONLY = {("run", "config-garbage")}  # report: config.yaml only labels the curves
 # jsonl sources also break line by line
 JSONL_CORRUPTIONS = {"jsonl-bad-line": _jsonl_bad_line, "jsonl-no-text-field": _jsonl_no_field}
 

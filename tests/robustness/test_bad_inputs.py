@@ -165,6 +165,8 @@ def _corruption_cases():
                 if placeholder in JSONL_PLACEHOLDERS:
                     names |= fx.JSONL_CORRUPTIONS
                 for how in names:
+                    if how == "tokenizer-garbage" and "--tokenizer " in example:
+                        continue  # the model's own tokenizer is not read when another is given
                     yield pytest.param(command, index, placeholder, how, id=f"{_name(command)}-{placeholder}-{how}")
 
 
@@ -181,6 +183,10 @@ def test_broken_input_is_a_clean_error(command, index, placeholder, how, inputs,
     argv = [*command.words, *_argv(command.examples[index], {**inputs, placeholder: given, "out": out})]
     started = time.perf_counter()
     code, _, err = _run(argv)
+    if (fx.PLACEHOLDER_KINDS[placeholder], how) in fx.WARN_ONLY:
+        assert code == 0 and any(line.startswith("langadapt: warning:") and str(given) in line
+                                 for line in err.splitlines()), err[-2000:]
+        return
     _assert_clean_failure(code, err, str(given), out)
     assert time.perf_counter() - started < 60, "a broken input should fail early"
 
@@ -210,7 +216,7 @@ def test_rerun_changes_nothing_it_wrote(command, inputs, tmp_path):
     if code == 0:  # a finished run may say so and stop
         assert "already" in (stdout + err), f"re-run exited 0 without saying it did nothing: {err[-1000:]}"
     else:
-        assert code == 2 and "already exists" in err and "Traceback" not in err, err[-2000:]
+        assert code == 2 and "already" in err and "Traceback" not in err and err.count("\n") == 1, err[-2000:]
 
 
 # --- names that are neither a local path nor reachable ---------------------------------------------------------

@@ -96,10 +96,13 @@ def make_plan(args: DemoArgs) -> Plan:
     return plan
 
 
-def _write_jsonl(path: Path, texts) -> None:
+def _write_jsonl(path: Path, texts) -> int:
+    written = 0
     with open(path, "w", encoding="utf-8") as handle:
         for text in texts:
             handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+            written += 1
+    return written
 
 
 def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
@@ -122,7 +125,9 @@ def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
     for role, lang, real in (("source", args.source_lang, args.source_corpus), ("target", args.target_lang, args.target_corpus)):
         path = work / f"{role}.jsonl"
         if real is not None:
-            _write_jsonl(path, iter_documents(real))
+            if _write_jsonl(path, iter_documents(real)) <= plan.val_docs:
+                raise InputError(f"--{role}-corpus '{real}' has too few documents: the demo holds out the first "
+                                 f"{plan.val_docs} for validation and trains on the rest")
         else:
             _write_jsonl(path, synth[lang]["val"] + synth[lang]["train"])
         paths[role] = path
@@ -239,6 +244,13 @@ def run_demo(args: DemoArgs) -> dict:
         raise ConfigError("the demo does not run wechsel (it needs word-level fastText models and a dictionary); "
                           "use `langadapt transfer --method wechsel` directly")
     plan = make_plan(args)
+    ignored = [(given, why) for given, why in (
+        ("--source-corpus", "it trains the source model, and --source-model is given") if args.source_corpus and
+        args.source_model else (None, None),
+        ("--helper-model", "only clp uses a helper model") if args.helper_model and "clp" not in methods else
+        (None, None)) if given]
+    if ignored:
+        raise ConfigError("; ".join(f"{given} would be ignored: {why}" for given, why in ignored))
     import torch
 
     torch.set_num_threads(max(1, args.threads))

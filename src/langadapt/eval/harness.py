@@ -85,7 +85,9 @@ def task_manager(names: list[str], include_path: str | None):
         for name in missing:
             close = difflib.get_close_matches(name, manager.all_tasks, n=1)
             hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise InputError(f"unknown lm-eval task {', '.join(hints)}; `lm-eval ls tasks` lists them, "
+        where = f"neither in --include-path '{include_path}' nor among lm-eval's tasks" if include_path else \
+            "not among lm-eval's tasks"
+        raise InputError(f"unknown lm-eval task {', '.join(hints)} ({where}); `lm-eval ls tasks` lists them, "
                          "or pass --include-path DIR with your own task YAMLs")
     return manager
 

@@ -11,13 +11,9 @@ from pathlib import Path
 from langadapt.errors import InputError
 from langadapt.options import OutDir, RunPath
 from langadapt.progress import info
+from langadapt.progress import warn as _warn  # shown even with --quiet
 
 BPB_PREFIX = "val_bpb/"
-
-
-def _warn(message: str) -> None:
-    """Warnings about skipped data are shown even with --quiet."""
-    print(f"langadapt: warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -78,7 +74,7 @@ def load_run(directory: str | Path) -> Run:
     if config_path.is_file():
         try:
             config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
             _warn(f"{config_path}: not valid YAML ({str(err).splitlines()[0]}); ignored")
     return Run(directory.resolve().name, records, config if isinstance(config, dict) else {})
 

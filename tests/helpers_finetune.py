@@ -35,7 +35,7 @@ def wordpiece_tokenizer():
                                    sep_token="[SEP]", mask_token="[MASK]")
 
 
-def qa_records(n: int, seed: int = 0) -> list[dict]:
+def qa_records(n: int, seed: int = 0, only_who: bool = False) -> list[dict]:
     """'who' asks for the name, 'where' for the city; both occur in every context, at random places."""
     rng = random.Random(seed)
     records = []
@@ -45,7 +45,7 @@ def qa_records(n: int, seed: int = 0) -> list[dict]:
         a, b = sorted(rng.sample(range(len(words) + 1), 2))
         words = words[:a] + [name] + words[a:b] + [city] + words[b:]
         context = " ".join(words) + "."
-        ask_name = rng.random() < 0.5
+        ask_name = rng.random() < 0.5 or only_who
         answer = name if ask_name else city
         position = a if ask_name else b + 1  # the word index of the answer
         char = sum(len(w) + 1 for w in words[:position])

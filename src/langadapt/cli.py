@@ -55,6 +55,8 @@ COMMANDS: list[Command] = [
     Command(("report",), "langadapt.eval.report:ReportArgs", "langadapt.eval.report:report_command",
             "Plot loss/BPB curves of runs and tabulate their final metrics.",
             positionals=(("runs", "+"),)),
+    Command(("finetune", "qa"), "langadapt.finetune.qa:QAArgs", "langadapt.finetune.qa:qa_command",
+            "Fine-tune extractive QA (SQuAD-format data) and evaluate EM/F1 per language, over several seeds."),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report."),
 ]

@@ -70,3 +70,26 @@ def tiny_bert_dir(root: Path, tokenizer, seed: int = 0) -> Path:
     BertForMaskedLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def classify_records(n: int, seed: int = 0) -> list[dict]:
+    """Three tasks in one record: ``label`` (single sentence: does it name a person?), ``nli`` (pair: the
+    hypothesis, the second text, negates the premise's city or not), ``score`` (regression: names + 0.5)."""
+    rng = random.Random(seed)
+    records = []
+    for _ in range(n):
+        names = rng.sample(NAMES, rng.randint(0, 3))
+        words = [rng.choice(FILLER) for _ in range(rng.randint(4, 10))] + names
+        rng.shuffle(words)
+        city = rng.choice(CITIES)
+        same = rng.random() < 0.5
+        records.append({"sentence": " ".join(words), "label": "person" if names else "none",
+                        "premise": " ".join(words[:4] + ["in", city]), "hypothesis": f"it was {'' if same else 'not '}{city}",
+                        "nli": "entailment" if same else "contradiction", "score": len(names) + 0.5})
+    return records
+
+
+def write_tsv(path: Path, records: list[dict], fields: list[str]) -> Path:
+    lines = ["\t".join(fields)] + ["\t".join(str(r[f]) for f in fields) for r in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -57,6 +57,9 @@ COMMANDS: list[Command] = [
             positionals=(("runs", "+"),)),
     Command(("finetune", "qa"), "langadapt.finetune.qa:QAArgs", "langadapt.finetune.qa:qa_command",
             "Fine-tune extractive QA (SQuAD-format data) and evaluate EM/F1 per language, over several seeds."),
+    Command(("finetune", "classify"), "langadapt.finetune.classify:ClassifyArgs",
+            "langadapt.finetune.classify:classify_command",
+            "Fine-tune sentence(-pair) classification or regression; accuracy/F1/Matthews or Pearson/Spearman per set."),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report."),
 ]

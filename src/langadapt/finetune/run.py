@@ -116,7 +116,7 @@ def _settings_lines(report: dict) -> list[str]:
              f"- {report['steps']} steps, batch {c['batch_size']}, lr {c['lr']} ({c['schedule']}, warmup "
              f"{c['warmup_ratio']}), precision {c['precision']}"]
     for key in ("normalize", "max_seq_length", "doc_stride", "labels", "problem_type", "freeze"):
-        if key in report:
+        if report.get(key) is not None:
             lines.append(f"- {key}: {report[key]}")
     return lines
 

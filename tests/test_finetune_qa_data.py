@@ -189,3 +189,29 @@ def test_question_longer_than_the_window_and_too_large_stride_are_errors():
     ex = _example(CONTEXT, "Berlin")
     with pytest.raises(ConfigError, match=r"--doc-stride 60.*'e1'"):
         make_features([ex], tok, max_seq_length=64, doc_stride=60)
+
+
+def test_hf_datasets_are_read_in_the_hub_squad_layout(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, config, split):
+        calls.append((name, config, split))
+        return qa_records(4, seed=9)  # the Hub's squad columns: id, question, context, answers{text, answer_start}
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    load = load_qa("hf://google/xquad:xquad.de/validation")
+    assert calls == [("google/xquad", "xquad.de", "validation")]
+    assert [e.id for e in load.examples] == [r["id"] for r in qa_records(4, seed=9)]
+
+
+def test_unreachable_hub_is_a_one_line_input_error(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(InputError, match="cannot load hf://squad.*download the data"):
+        load_qa("hf://squad/validation")

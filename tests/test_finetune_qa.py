@@ -113,3 +113,30 @@ def test_model_without_a_qa_head_and_windows_beyond_its_positions(tmp_path, qa_f
 def test_bad_options_are_config_errors(tmp_path, flags, message):
     code, _, err = run_cli("finetune", "qa", "--model", "m", "--train", "t.jsonl", "--out", str(tmp_path / "o"), *flags)
     assert code == 2 and message in err, err
+
+
+def test_longformer_gets_global_attention_on_the_question_and_learns(tmp_path, qa_files):
+    import torch
+    from transformers import LongformerConfig, LongformerForMaskedLM
+
+    from langadapt.finetune.qa import qa_rows
+    from langadapt.finetune.qa_data import QAExample
+    from langadapt.finetune.qa_features import make_features
+
+    tok = wordpiece_tokenizer()
+    f = make_features([QAExample("a", "who went ?", "anna went to rome .", (("anna", 0),))], tok, 48, 8)
+    row, = qa_rows(f, labels=False, global_attention=True)
+    tokens = tok.convert_ids_to_tokens(row["input_ids"])
+    assert [t for t, g in zip(tokens, row["global_attention_mask"]) if g] == ["[CLS]", "who", "went", "?", "[SEP]"]
+
+    train, dev, _ = qa_files
+    torch.manual_seed(0)
+    config = LongformerConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, max_position_embeddings=66, attention_window=[8, 8],
+                              pad_token_id=tok.pad_token_id, sep_token_id=tok.sep_token_id)
+    model = tmp_path / "longformer"
+    LongformerForMaskedLM(config).save_pretrained(model)
+    tok.save_pretrained(model)
+    # a BERT-style pair has two separators; Longformer's own default needs three (RoBERTa's) and would fail
+    report = _finetune(model, train, [f"en={dev}"], tmp_path / "ft", "--steps", "80", "--lr", "3e-3")
+    assert report["eval"]["en"]["mean"]["f1"] > 80

@@ -20,25 +20,20 @@ from langadapt.train.optim import clip_gradients, make_optimizer
 from langadapt.train.precision import autocast, grad_scaler
 from langadapt.train.schedules import Schedule
 
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
-
-
 def pad_batch(rows: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad the token lists of ``rows`` to the longest; other values become a tensor each."""
+    """Right-pad every per-token list of ``rows`` to the longest (``input_ids`` with ``pad_id``, the others with
+    0) and add the ``attention_mask``; other values (labels) become one tensor each."""
     width = max(len(r["input_ids"]) for r in rows)
-    batch = {"input_ids": torch.full((len(rows), width), pad_id, dtype=torch.long),
-             "attention_mask": torch.zeros((len(rows), width), dtype=torch.long)}
-    has_types = "token_type_ids" in rows[0]
-    if has_types:
-        batch["token_type_ids"] = torch.zeros((len(rows), width), dtype=torch.long)
+    batch = {"attention_mask": torch.zeros((len(rows), width), dtype=torch.long)}
     for i, r in enumerate(rows):
-        n = len(r["input_ids"])
-        batch["input_ids"][i, :n] = torch.as_tensor(r["input_ids"])
-        batch["attention_mask"][i, :n] = 1
-        if has_types:
-            batch["token_type_ids"][i, :n] = torch.as_tensor(r["token_type_ids"])
-    for key in rows[0]:
-        if key not in SEQUENCE_KEYS:
+        batch["attention_mask"][i, :len(r["input_ids"])] = 1
+    for key, first in rows[0].items():
+        if isinstance(first, list):
+            padded = torch.full((len(rows), width), pad_id if key == "input_ids" else 0, dtype=torch.long)
+            for i, r in enumerate(rows):
+                padded[i, :len(r[key])] = torch.as_tensor(r[key], dtype=torch.long)
+            batch[key] = padded
+        else:
             batch[key] = torch.as_tensor([r[key] for r in rows])
     return batch
 

@@ -2,8 +2,7 @@
 
 data (qa_data) -> windows with offsets (qa_features) -> the shared loop, one run per seed (run, loop)
 -> per eval set: logits -> answers cut from the context (qa_decode) -> EM/F1 (qa_metrics).
-Longformer's QA head puts global attention on the question tokens by itself (it finds them by the
-first separator), so converted long-context models need nothing more here.
+Longformer (the long-context conversions) gets global attention on the question tokens (qa_rows).
 """
 
 from __future__ import annotations
@@ -74,19 +73,27 @@ def check_qa_model(config, max_seq_length: int):
     return MODEL_FOR_QUESTION_ANSWERING_MAPPING[type(config)]
 
 
-def accepts_token_types(model_class) -> bool:
-    """Decoders (Llama, ...) take no token_type_ids, though their tokenizer may return them."""
+def forward_inputs(model_class) -> set[str]:
+    """What the head's forward takes: decoders (Llama, ...) no token_type_ids, though their tokenizer may return
+    them; Longformer a global_attention_mask."""
     import inspect
 
-    return "token_type_ids" in inspect.signature(model_class.forward).parameters
+    return set(inspect.signature(model_class.forward).parameters)
 
 
-def qa_rows(features: QAFeatures, labels: bool, token_types: bool = True) -> list[dict]:
+def qa_rows(features: QAFeatures, labels: bool, token_types: bool = True, global_attention: bool = False) -> list[dict]:
+    """Model rows of the windows. ``global_attention``: a Longformer-style ``global_attention_mask`` on every
+    token before the context (special tokens and the question), set here from the offsets, because
+    Longformer's own default requires RoBERTa's three separators per pair."""
     rows = []
     for i, ids in enumerate(features.input_ids):
         row = {"input_ids": ids}
         if token_types and features.token_type_ids is not None:
             row["token_type_ids"] = features.token_type_ids[i]
+        if global_attention:
+            offsets = features.offsets[i]
+            first = next((j for j, o in enumerate(offsets) if o is not None), len(offsets))
+            row["global_attention_mask"] = [1] * first + [0] * (len(ids) - first)
         if labels:
             row["start_positions"], row["end_positions"] = features.start_positions[i], features.end_positions[i]
         rows.append(row)
@@ -118,7 +125,8 @@ def qa_command(args: QAArgs) -> int:
     from langadapt.io.models import load_config, load_tokenizer
 
     config = load_config(args.model)
-    types = accepts_token_types(check_qa_model(config, args.max_seq_length))
+    accepted = forward_inputs(check_qa_model(config, args.max_seq_length))
+    row_options = {"token_types": "token_type_ids" in accepted, "global_attention": "global_attention_mask" in accepted}
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     eval_sources = args.eval_sets()
@@ -135,7 +143,7 @@ def qa_command(args: QAArgs) -> int:
     for name, source in eval_sources.items():
         load = load_qa(source, args.version_2_with_negative, args.max_bad_fraction)
         f = make_features(load.examples, tokenizer, args.max_seq_length, args.doc_stride, labels=False)
-        evals[name] = (load.examples, f, qa_rows(f, labels=False, token_types=types))
+        evals[name] = (load.examples, f, qa_rows(f, labels=False, **row_options))
         data[name] = {"examples": len(load.examples), "windows": len(f), "skipped": len(load.skipped),
                       "unanswerable": load.unanswerable}
         info(f"eval {name}: {load.summary()} -> {len(f):,} windows")
@@ -155,7 +163,7 @@ def qa_command(args: QAArgs) -> int:
         return qa_scores(predictions, golds, args.normalize, name), predictions
 
     settings = {"normalize": args.normalize, "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride}
-    task = Task("qa", qa_rows(features, labels=True, token_types=types), list(evals), load_model, evaluate,
+    task = Task("qa", qa_rows(features, labels=True, **row_options), list(evals), load_model, evaluate,
                 ["exact_match", "f1"], pad_id, data=data, settings=settings)
     report = run_finetune(args, task, tokenizer)
     if report["eval"]:

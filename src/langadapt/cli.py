@@ -76,6 +76,15 @@ COMMANDS: list[Command] = [
     Command(("report",), "langadapt.eval.report:ReportArgs", "langadapt.eval.report:report_command",
             "Plot loss/BPB curves of runs and tabulate their final metrics.",
             positionals=(("runs", "+"),), examples=("{run} --out {out}",)),
+    Command(("finetune", "qa"), "langadapt.finetune.qa:QAArgs", "langadapt.finetune.qa:qa_command",
+            "Fine-tune extractive QA (SQuAD-format data) and evaluate EM/F1 per language, over several seeds.",
+            examples=("--model {model} --tokenizer {tokenizer} --train {qa_train} --eval de={qa_eval} --out {out} "
+                      "--steps 2 --batch-size 4 --max-seq-length 64 --doc-stride 16",)),
+    Command(("finetune", "classify"), "langadapt.finetune.classify:ClassifyArgs",
+            "langadapt.finetune.classify:classify_command",
+            "Fine-tune sentence(-pair) classification or regression; accuracy/F1/Matthews or Pearson/Spearman per set.",
+            examples=("--model {model} --tokenizer {tokenizer} --train {cls_train} --eval en={cls_eval} --out {out} "
+                      "--steps 2 --batch-size 4 --max-seq-length 32",)),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report.",
             examples=("--out {out} --methods mean,clp --adapt-steps 2 --calibrate false --source-model {model} "
@@ -365,8 +374,8 @@ def parse(command: Command, argv: list[str]):
     values = ns.as_dict()
     values.pop("config", None)
     values.pop("__path__", None)
-    args = _build(args_cls, values)
     try:
+        args = _build(args_cls, values)  # an options class may check itself (__post_init__)
         check_options(args)
     except OptionError as err:
         raise UserError(f"{where}{_flag(err.option)}: {err.detail}") from None

@@ -85,6 +85,7 @@ PATH_KINDS = {
     "dictionary": "a bilingual dictionary (one 'source target' pair per line)",
     "run": "a training run directory (config.yaml, metrics.jsonl)",
     "config": "a YAML config file",
+    "task": "task data: SQuAD-format .json, .jsonl, .tsv/.csv (per task), or hf://dataset",
 }
 
 # Numbers.
@@ -99,6 +100,8 @@ Fraction = Annotated[float, Range(ge=0, le=1)]
 """A share in [0, 1]."""
 OpenFraction = Annotated[float, Range(gt=0, lt=1)]
 PositiveFraction = Annotated[float, Range(gt=0, le=1)]
+AnyFloat = Annotated[float, Range()]
+"""Any finite number."""
 Beta = Annotated[float, Range(ge=0, lt=1)]
 """An exponential-average coefficient (Adam's betas)."""
 
@@ -110,6 +113,7 @@ SourcePath = Annotated[str, Input("source")]
 FastTextPath = Annotated[str, Input("fasttext")]
 DictionaryPath = Annotated[str, Input("dictionary")]
 RunPath = Annotated[str, Input("run")]
+TaskDataPath = Annotated[str, Input("task")]
 OutDir = Annotated[str, Output("directory")]
 OutFile = Annotated[str, Output("file")]
 

@@ -21,6 +21,7 @@ PLACEHOLDER_KINDS = {
     "dictionary": "dictionary",
     "run": "run",
     "tasks": "tasks",
+    "qa_train": "task", "qa_eval": "task", "cls_train": "task", "cls_eval": "task",
 }
 
 
@@ -74,6 +75,12 @@ def build(root: Path) -> dict[str, Path]:
     assert code == 0, err
     paths["run"] = root / "run"
     paths["tasks"] = _lm_eval_tasks(root / "tasks", world.source_texts[:5])
+    from tests.helpers_finetune import classify_records, qa_records, write_jsonl, write_tsv
+
+    paths["qa_train"] = write_jsonl(root / "qa_train.jsonl", qa_records(40, seed=0))
+    paths["qa_eval"] = write_jsonl(root / "qa_eval.jsonl", qa_records(10, seed=1))
+    paths["cls_train"] = write_tsv(root / "cls_train.tsv", classify_records(40, seed=0), ["sentence", "label"])
+    paths["cls_eval"] = write_tsv(root / "cls_eval.tsv", classify_records(10, seed=1), ["sentence", "label"])
     return paths
 
 
@@ -202,6 +209,7 @@ CORRUPTIONS: dict[str, dict[str, Callable[[Path, dict], Path]]] = {
         "wrong-kind": _instead("model"),
     },
     "tasks": {"missing": _missing, "yaml-garbage": _in("*.yaml", _garbage)},
+    "task": {"empty": _whole(_empty), "binary": _whole(_garbage), "missing": _missing, "wrong-kind": _instead("store")},
 }
 # Broken auxiliary files a command reads around, with a warning naming them (exit 0), by design.
 WARN_ONLY = {("run", "config-garbage")}  # report: config.yaml only labels the curves

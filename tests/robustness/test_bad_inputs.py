@@ -31,7 +31,7 @@ from tests.robustness import fixtures as fx
 
 COMMANDS = [c for c in cli.COMMANDS if cli._available(c)]
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
-JSONL_PLACEHOLDERS = {"text", "text_target"}
+JSONL_PLACEHOLDERS = {"text", "text_target", "qa_train", "qa_eval"}
 # Examples whose successful run is itself an end-to-end test elsewhere and too slow to repeat here.
 SLOW_EXAMPLES = {("demo",), ("eval", "harness")}
 

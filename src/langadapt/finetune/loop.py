@@ -1,0 +1,115 @@
+"""The fine-tuning loop: shuffled padded batches -> the task head's own loss -> AdamW -> schedule.
+
+Built from ``train/``'s parts (parameter groups, gradient clipping, schedules as pure functions of
+the step, precision and loss scaling); a task supplies the rows (dicts of token lists and labels)
+and, for early stopping, an evaluation returning the number to maximize.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from langadapt.errors import UserError
+from langadapt.finetune.options import FinetuneArgs
+from langadapt.progress import info, progress
+from langadapt.train.optim import clip_gradients, make_optimizer
+from langadapt.train.precision import autocast, grad_scaler
+from langadapt.train.schedules import Schedule
+
+def pad_batch(rows: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad every per-token list of ``rows`` to the longest (``input_ids`` with ``pad_id``, the others with
+    0) and add the ``attention_mask``; other values (labels) become one tensor each."""
+    width = max(len(r["input_ids"]) for r in rows)
+    batch = {"attention_mask": torch.zeros((len(rows), width), dtype=torch.long)}
+    for i, r in enumerate(rows):
+        batch["attention_mask"][i, :len(r["input_ids"])] = 1
+    for key, first in rows[0].items():
+        if isinstance(first, list):
+            padded = torch.full((len(rows), width), pad_id if key == "input_ids" else 0, dtype=torch.long)
+            for i, r in enumerate(rows):
+                padded[i, :len(r[key])] = torch.as_tensor(r[key], dtype=torch.long)
+            batch[key] = padded
+        else:
+            batch[key] = torch.as_tensor([r[key] for r in rows])
+    return batch
+
+
+def total_steps(args: FinetuneArgs, n_rows: int) -> int:
+    return args.steps if args.steps is not None else max(1, math.ceil(args.epochs * n_rows / args.batch_size))
+
+
+@dataclass
+class FitResult:
+    steps: int
+    final_loss: float
+    best_score: float | None = None
+    best_step: int | None = None
+    stopped_early: bool = False
+    evaluations: list[dict] = field(default_factory=list)
+
+
+def fit(model, rows: Sequence[dict], args: FinetuneArgs, seed: int, device: torch.device, pad_id: int,
+        evaluate: Callable[[], float] | None = None, eval_every: int = 0, patience: int | None = None,
+        desc: str = "finetune") -> FitResult:
+    """Train ``model`` in place on ``rows``. With ``evaluate`` and ``eval_every``, score every ``eval_every``
+    steps; with ``patience``, stop after that many evaluations without a better score and restore the best."""
+    steps = total_steps(args, len(rows))
+    batch = min(args.batch_size, len(rows))
+    schedule = Schedule(args.schedule, args.lr, steps, warmup_steps=int(round(args.warmup_ratio * steps)))
+    optimizer = make_optimizer(model, args.lr, args.weight_decay, decay_embeddings=False, betas=(0.9, 0.999), eps=1e-8)
+    scaler = grad_scaler(args.precision, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    order = torch.Generator().manual_seed(seed)
+    queue: list[int] = []
+    result = FitResult(steps=0, final_loss=float("nan"))
+    best_state, since_best = None, 0
+    bar = progress(total=steps, desc=desc, unit="step")
+    for step in range(steps):
+        while len(queue) < batch:  # epochs run into each other: every row once per pass, in a fresh order
+            queue += torch.randperm(len(rows), generator=order).tolist()
+        picked, queue = queue[:batch], queue[batch:]
+        inputs = {k: v.to(device) for k, v in pad_batch([rows[i] for i in picked], pad_id).items()}
+        model.train()
+        with autocast(args.precision, device):
+            loss = model(**inputs).loss
+        if not torch.isfinite(loss):
+            raise UserError(f"the loss became {float(loss)} at step {step + 1}; lower --lr or use fp32/bf16-mixed")
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        clip_gradients(params, args.grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr(step)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        result.steps, result.final_loss = step + 1, float(loss.detach())
+        bar.update(1)
+        bar.set_postfix(loss=f"{result.final_loss:.3f}")
+        last = step + 1 == steps
+        if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or (last and patience is not None)):
+            score = evaluate()
+            result.evaluations.append({"step": step + 1, "score": score})
+            info(f"{desc} step {step + 1}: score {score:.4f}")
+            if result.best_score is None or score > result.best_score:
+                result.best_score, result.best_step, since_best = score, step + 1, 0
+                if patience is not None:
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+                if patience is not None and since_best >= patience:
+                    result.stopped_early = True
+                    break
+    bar.close()
+    if best_state is not None and result.best_step != result.steps:  # the best evaluation was not the last
+        model.load_state_dict(best_state)
+        how = "stopped early" if result.stopped_early else "finished"
+        info(f"{desc}: {how} at step {result.steps}; restored the best model, of step {result.best_step}")
+    return result

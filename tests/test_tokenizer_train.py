@@ -133,3 +133,38 @@ def test_cli_empty_input_and_existing_output(tmp_path):
     (tmp_path / "exists").mkdir()
     code, _, err = run_cli("tokenizer", "train", "--input", str(empty), "--out", str(tmp_path / "exists"))
     assert code == 2 and "already exists" in err
+
+
+@pytest.mark.parametrize("kind", ["byte-bpe", "sp-bpe", "unigram"])
+def test_mask_and_extra_special_tokens_are_single_tokens_inside_the_vocabulary(kind, corpus, tmp_path):
+    tok = train_tokenizer(iter(corpus), kind=kind, vocab_size=420, min_frequency=1, mask_token="<mask>",
+                          special_tokens=["<de>", "<fr>"])
+    tok.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(loaded) <= 420
+    assert loaded.mask_token == "<mask>" and loaded.mask_token_id < 420
+    for special in ("<mask>", "<de>", "<fr>"):
+        assert special in loaded.all_special_tokens
+        ids = loaded("the <de> house <mask>", add_special_tokens=False)["input_ids"]
+        assert loaded.convert_tokens_to_ids(special) in ids or special == "<fr>"
+    # special tokens are never split and keep their own ids
+    assert loaded.convert_ids_to_tokens(loaded("<fr>", add_special_tokens=False)["input_ids"]) == ["<fr>"]
+
+
+def test_like_gets_a_mask_token_when_the_source_has_none(corpus):
+    source = _gpt2_like(corpus)
+    new = train_tokenizer(iter(corpus[::-1]), vocab_size=500, like=source, mask_token="<mask>")
+    assert new.mask_token == "<mask>" and new.convert_ids_to_tokens([new.mask_token_id]) == ["<mask>"]
+    assert new.eos_token_id == source.eos_token_id
+
+
+def test_cli_warns_when_the_vocabulary_size_is_not_reached(tmp_path):
+    src = tmp_path / "tiny.txt"
+    src.write_text("the cat sat on the mat\nthe dog ran far\n")
+    code, _, err = run_cli("tokenizer", "train", "--input", str(src), "--out", str(tmp_path / "tok"),
+                           "--vocab-size", "2000", "--val-docs", "0")
+    assert code == 0
+    warning = [line for line in err.splitlines() if line.startswith("langadapt: warning:")]
+    assert len(warning) == 1 and "fewer than --vocab-size 2000" in warning[0] and "--min-frequency" in warning[0]
+    size = len(AutoTokenizer.from_pretrained(tmp_path / "tok"))
+    assert f"has {size} tokens" in warning[0]

@@ -12,11 +12,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence
 
 from langadapt.errors import ConfigError, InputError
 from langadapt.options import Count, NonNegativeInt, OutDir, PositiveFloat, SourcePath, TokenizerPath
-from langadapt.progress import bars_enabled, info
+from langadapt.progress import bars_enabled, info, warn
 
 KINDS = ("byte-bpe", "sp-bpe", "unigram")
 DEFAULT_SPECIALS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
@@ -45,6 +45,10 @@ class TokenizerTrainArgs:
     """Train on at most this many MB (10^6 bytes) of text."""
     min_frequency: Count = 2
     """Minimum pair frequency for a merge (BPE)."""
+    mask_token: Optional[str] = None
+    """Also give the tokenizer this mask token (e.g. <mask>), as masked-LM training (train.objective mlm) needs."""
+    special_tokens: Optional[list[str]] = None
+    """More special tokens to reserve (e.g. language tags <de> <fr>); each is one token, never split."""
     overwrite: bool = False
     """Replace an existing output directory."""
 
@@ -67,10 +71,10 @@ def _wrap(tok, specials: dict[str, str]):
     return PreTrainedTokenizerFast(tokenizer_object=tok, **specials)
 
 
-def _fresh_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, min_frequency: int):
+def _fresh_tokenizer(texts: Iterable[str], kind: str, vocab_size: int, min_frequency: int, extra: Sequence[str] = ()):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    specials = list(DEFAULT_SPECIALS.values())
+    specials = list(DEFAULT_SPECIALS.values()) + [t for t in extra if t not in DEFAULT_SPECIALS.values()]
     show = bars_enabled()
     if kind == "byte-bpe":
         tok = Tokenizer(models.BPE())
@@ -193,15 +197,19 @@ def _renumber_post_processor(post: dict, new_id: dict[str, int]) -> None:
 
 
 def train_tokenizer(texts: Iterable[str], kind: str = "byte-bpe", vocab_size: int = 32000, like=None,
-                    min_frequency: int = 2):
+                    min_frequency: int = 2, mask_token: str | None = None, special_tokens: Sequence[str] = ()):
     """Train a tokenizer on ``texts``; returns a ``PreTrainedTokenizerFast``.
 
     With ``like`` (a loaded fast tokenizer), the new one has the same family and special tokens,
-    each special token at its source id when that id is below ``vocab_size``.
+    each special token at its source id when that id is below ``vocab_size``. ``mask_token`` and
+    ``special_tokens`` are reserved as special tokens within ``vocab_size`` (after the defaults).
     """
+    extra = list(dict.fromkeys(([mask_token] if mask_token else []) + list(special_tokens)))
     if like is None:
-        tok = _fresh_tokenizer(texts, kind, vocab_size, min_frequency)
-        return _wrap(tok, DEFAULT_SPECIALS)
+        tok = _fresh_tokenizer(texts, kind, vocab_size, min_frequency, extra)
+        roles = dict(DEFAULT_SPECIALS) | ({"mask_token": mask_token} if mask_token else {})
+        others = [t for t in special_tokens if t not in roles.values()]
+        return _wrap(tok, roles | ({"additional_special_tokens": others} if others else {}))
     if not getattr(like, "is_fast", False):
         raise ConfigError("--like needs a fast (Rust) tokenizer; this one is a slow Python tokenizer")
     specials = _special_map(like)
@@ -227,6 +235,12 @@ def train_tokenizer(texts: Iterable[str], kind: str = "byte-bpe", vocab_size: in
         info("tokenizer: these special tokens keep new ids, their source ids do not fit in the new vocabulary: "
              + ", ".join(f"{t} (source id {i}, new id {backend.token_to_id(t)})" for t, i in sorted(skipped.items())))
     result = _wrap(backend, specials)
+    missing = [t for t in extra if result.convert_tokens_to_ids(t) in (None, result.unk_token_id)]
+    if missing:  # appended after the trained vocabulary (the source family decides where its own specials sit)
+        result.add_special_tokens({**({"mask_token": mask_token} if mask_token in missing else {}),
+                                   "additional_special_tokens": [t for t in missing if t != mask_token]})
+    elif mask_token:
+        result.mask_token = mask_token
     for attr in ("model_max_length", "padding_side", "add_bos_token", "add_eos_token"):
         if hasattr(like, attr):
             try:
@@ -273,8 +287,16 @@ def train_command(args: TokenizerTrainArgs) -> int:
         stream = _training_stream(itertools.chain([first], docs), args.max_docs, args.max_mb)
     started = time.perf_counter()
     tokenizer = train_tokenizer(stream, kind=args.kind, vocab_size=args.vocab_size, like=like,
-                                min_frequency=args.min_frequency)
+                                min_frequency=args.min_frequency, mask_token=args.mask_token,
+                                special_tokens=args.special_tokens or ())
     seconds = time.perf_counter() - started
+    if len(tokenizer) < args.vocab_size:
+        why = ("the Unigram trainer kept no more pieces: the text has too few distinct substrings; give more text"
+               if like is None and args.kind == "unigram" else
+               f"no pair of tokens left occurs --min-frequency {args.min_frequency} times or more; give more text "
+               "or lower --min-frequency")
+        warn(f"the tokenizer has {len(tokenizer)} tokens, fewer than --vocab-size {args.vocab_size}, after training on "
+             f"{stats.summary()}: {why}")
     rows = []
     report = {"seconds": round(seconds, 2), "trained_on": stats.summary(), "held_out_documents": len(held_out),
               "fertility_text": fertility_note}

@@ -41,6 +41,14 @@ def test_quick_demo_end_to_end(tmp_path):
     assert (out / "curves.png").stat().st_size > 0 and "| method |" in (out / "report.md").read_text()
     assert "- clp: starts " in (out / "report.md").read_text() and "- clp: starts " in stdout
     assert "| clp |" in stdout
+    # the same command again (the README's first command may be run twice): says so, changes nothing
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, again, err = run_cli("demo", "--quick", "--out", str(out), "--methods", "random,clp,focus")
+    assert code == 0 and "already done" in again and "| clp |" in again, err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # other settings into the same output: refused
+    code, _, err = run_cli("demo", "--quick", "--out", str(out), "--methods", "random,clp")
+    assert code == 2 and "already exists" in err
 
 
 @pytest.mark.parametrize("args, needle", [

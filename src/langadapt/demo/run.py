@@ -369,8 +369,35 @@ def compare_to_baseline(results: dict, baseline: str = "random") -> list[str]:
             for method, r in sorted(results.items(), key=lambda kv: kv[1]["bpb_end"]) if method != baseline]
 
 
+def finished_demo(args: DemoArgs) -> dict | None:
+    """The report of a finished demo in ``args.out`` run with these same settings, else None."""
+    import yaml
+
+    from langadapt.config import to_plain
+
+    out = Path(args.out)
+    try:
+        saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+        wanted = to_plain(args)
+        same = isinstance(saved, dict) and {k: v for k, v in saved.items() if k != "overwrite"} == \
+            {k: v for k, v in wanted.items() if k != "overwrite"}
+        return json.loads((out / "report.json").read_text(encoding="utf-8")) if same else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError):
+        return None
+
+
 def demo_command(args: DemoArgs) -> int:
     if Path(args.out).exists() and not args.overwrite:
-        raise InputError(f"output '{args.out}' already exists; choose another --out or pass --overwrite")
+        done = finished_demo(args)
+        if done is None:
+            raise InputError(f"output '{args.out}' already exists (with other settings, or not a finished demo); "
+                             "choose another --out or pass --overwrite")
+        # the same demo, already finished: show its table again, touch nothing
+        print(format_table(done["methods"]))
+        versus = compare_to_baseline(done["methods"])
+        if versus:
+            print("\n".join(versus))
+        print(f"already done: {args.out}/report.md holds this demo's result (--overwrite runs it again)")
+        return 0
     run_demo(args)
     return 0

@@ -75,6 +75,12 @@ def build(root: Path) -> dict[str, Path]:
     assert code == 0, err
     paths["run"] = root / "run"
     paths["tasks"] = _lm_eval_tasks(root / "tasks", world.source_texts[:5])
+    from tests.helpers_fasttext import train_bpe
+
+    # tokenizers that do not fit the model: more tokens than its embedding rows, and fewer
+    for name, size in (("tokenizer_big", len(world.source_tokenizer) + 200), ("tokenizer_small", 400)):
+        train_bpe(world.source_texts, size).save_pretrained(root / name)
+        paths[name] = root / name
     from tests.helpers_finetune import classify_records, qa_records, write_jsonl, write_tsv
 
     paths["qa_train"] = write_jsonl(root / "qa_train.jsonl", qa_records(40, seed=0))

@@ -243,3 +243,28 @@ def test_dataclass_fields_of_commands_are_all_reachable_as_options():
         names = {o.name for o in _options(command)}
         cls = cli._load(command.args)
         assert {f.name for f in dataclasses.fields(cls)} <= {n.split(".")[0] for n in names}
+
+
+# --- a tokenizer that does not fit the model ---------------------------------------------------------------------
+
+MISMATCH_CASES = [pytest.param(c, i, id=f"{_name(c)}-{i}") for c in COMMANDS for i, e in enumerate(c.examples)
+                  if "{model}" in e and "--tokenizer {tokenizer}" in e and c.words not in SLOW_EXAMPLES]
+
+
+@pytest.mark.parametrize("command, index", MISMATCH_CASES)
+def test_tokenizer_larger_than_the_embedding_table_is_an_error(command, index, inputs, tmp_path):
+    out = tmp_path / "out"
+    big = inputs["tokenizer_big"]
+    code, _, err = _run([*command.words, *_argv(command.examples[index], {**inputs, "tokenizer": big, "out": out})])
+    _assert_clean_failure(code, err, str(big), out)
+    assert "embedding rows" in err
+
+
+@pytest.mark.parametrize("command, index", MISMATCH_CASES)
+def test_tokenizer_smaller_than_the_embedding_table_is_a_warning(command, index, inputs, tmp_path):
+    out = tmp_path / "out"
+    small = inputs["tokenizer_small"]
+    code, _, err = _run([*command.words, *_argv(command.examples[index], {**inputs, "tokenizer": small, "out": out})])
+    assert code == 0, err[-2000:]
+    warnings = [line for line in err.splitlines() if line.startswith("langadapt: warning:") and str(small) in line]
+    assert len(warnings) == 1 and "never used" in warnings[0], err[-2000:]

@@ -110,7 +110,7 @@ def classify_command(args: ClassifyArgs) -> int:
 
     from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, AutoModelForSequenceClassification
 
-    from langadapt.io.models import load_config, load_tokenizer
+    from langadapt.io.models import check_vocab_fits, load_config, load_tokenizer
 
     config = load_config(args.model)
     if type(config) not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
@@ -118,7 +118,8 @@ def classify_command(args: ClassifyArgs) -> int:
                          "(AutoModelForSequenceClassification)")
     head_class = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
     token_types = "token_type_ids" in inspect.signature(head_class.forward).parameters
-    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    tokenizer = load_tokenizer(args.tokenizer or args.model, role="tokenizer" if args.tokenizer else "model")
+    check_vocab_fits(len(tokenizer), config.vocab_size, args.model, args.tokenizer or args.model)
     if tokenizer.pad_token_id is None:  # decoders: pad with EOS; the head finds the last real token by the mask
         tokenizer.pad_token = tokenizer.eos_token
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

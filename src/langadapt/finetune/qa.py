@@ -120,12 +120,13 @@ def qa_logits(model, rows: list[dict], batch_size: int, pad_id: int, precision: 
 def qa_command(args: QAArgs) -> int:
     from transformers import AutoModelForQuestionAnswering
 
-    from langadapt.io.models import load_config, load_tokenizer
+    from langadapt.io.models import check_vocab_fits, load_config, load_tokenizer
 
     config = load_config(args.model)
     accepted = forward_inputs(check_qa_model(config, args.max_seq_length))
     row_options = {"token_types": "token_type_ids" in accepted, "global_attention": "global_attention_mask" in accepted}
-    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    tokenizer = load_tokenizer(args.tokenizer or args.model, role="tokenizer" if args.tokenizer else "model")
+    check_vocab_fits(len(tokenizer), config.vocab_size, args.model, args.tokenizer or args.model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     eval_sources = args.eval_sets()
     if not eval_sources:

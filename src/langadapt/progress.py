@@ -38,3 +38,8 @@ def info(message: str) -> None:
     """A status line on stderr (suppressed by --quiet)."""
     if not _quiet:
         print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """``langadapt: warning: <message>`` on stderr, shown even with --quiet: a setting the user should fix."""
+    print(f"langadapt: warning: {message}", file=sys.stderr, flush=True)

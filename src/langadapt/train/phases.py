@@ -24,9 +24,21 @@ class Phase:
 
 
 def embedding_steps(cfg: TrainRunConfig) -> int:
-    """Steps of the embedding-only phase: ``embedding_phase.steps``, or its ``fraction`` of ``train.steps``."""
-    e = cfg.train.embedding_phase
-    return e.steps if e.fraction is None else int(round(e.fraction * cfg.train.steps))
+    """Steps of the embedding-only phase: ``embedding_phase.steps``, or its ``fraction`` of ``train.steps``.
+    A fraction that rounds away the phase it asks for (or the full phase it leaves room for) is an error."""
+    e, steps = cfg.train.embedding_phase, cfg.train.steps
+    if e.fraction is None:
+        return e.steps
+    if not 0 <= e.fraction <= 1:
+        raise ConfigError(f"train.embedding_phase.fraction must be in [0, 1], got {e.fraction}")
+    n = int(round(e.fraction * steps))
+    if e.fraction > 0 and n == 0:
+        raise ConfigError(f"train.embedding_phase.fraction {e.fraction} of {steps} train.steps rounds to 0 steps: "
+                          "raise the fraction or give train.embedding_phase.steps")
+    if e.fraction < 1 and n == steps:
+        raise ConfigError(f"train.embedding_phase.fraction {e.fraction} of {steps} train.steps rounds to all of them, "
+                          "leaving 0 steps for the full phase: lower the fraction or raise train.steps")
+    return n
 
 
 def build_phases(cfg: TrainRunConfig) -> list[Phase]:
@@ -46,6 +58,9 @@ def build_phases(cfg: TrainRunConfig) -> list[Phase]:
         if t.schedule == "infinite" and t.warmup_steps + t.cooldown_steps + t.anneal_steps > full:
             raise ConfigError("infinite schedule: warmup + cooldown + anneal steps exceed the steps of the full phase")
         phases.append(Phase("full", emb_steps, t.steps, False, sched, t.global_batch_size))
+    elif t.cooldown_steps or t.anneal_steps:
+        raise ConfigError(f"the embedding phase takes all {t.steps} train.steps, so the full phase with its "
+                          "train.cooldown_steps/anneal_steps never runs: lower the embedding phase or raise train.steps")
     return phases
 
 

@@ -17,10 +17,10 @@ import torch
 from langadapt.config import to_yaml
 from langadapt.errors import ConfigError
 from langadapt.io.models import load_config, load_model, load_tokenizer
-from langadapt.progress import info
+from langadapt.progress import info, warn
 from langadapt.train import rundir
 from langadapt.train.checkpoint import list_checkpoints, load_checkpoint_state
-from langadapt.train.checks import check_batches, validate
+from langadapt.train.checks import check_batches, self_defeating, validate
 from langadapt.train.config import TrainRunConfig
 from langadapt.train.evaluation import frame_ids
 from langadapt.train.metrics import MetricsLog
@@ -82,6 +82,7 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     phases = build_phases(cfg)
     check_batches(cfg, phases, world)
+    warnings = self_defeating(cfg, phases)  # shown once every check has passed: a refused run shows one line
     checkpoint_path = rundir.start_checkpoint(cfg)
 
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
@@ -93,6 +94,9 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     if t.objective == "mlm" and tokenizer.mask_token_id is None:
         raise ConfigError("mlm needs a tokenizer with a mask token (add one, e.g. <mask>, and resize the model)")
     loader, val_splits = open_data(cfg, tokenizer, rank, world, vocab_rows)
+    if cfg.eval.enabled and not val_splits:
+        warnings.append("no validation documents (the stores' val split is empty or missing, and no data.val): "
+                        "nothing is evaluated; prepare the stores with --val-docs or set data.val")
     if t.language_embeddings:
         if t.objective != "mlm":
             raise ConfigError("train.language_embeddings applies to mlm (token_type_ids)")
@@ -112,6 +116,8 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
 
     out = Path(cfg.out_dir)
     if main:
+        for message in warnings:
+            warn(message)
         rundir.prepare(cfg, fresh=resume is None)
         if announce:
             info("resolved config:\n" + to_yaml(cfg))

@@ -19,6 +19,7 @@ from langadapt.errors import UserError
 from langadapt.progress import info, progress
 from langadapt.train import rundir
 from langadapt.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+from langadapt.train.checks import validate
 from langadapt.train.config import TrainRunConfig
 from langadapt.train.evaluation import WithLanguage, clm_split_bpb, evaluate, frame_ids  # noqa: F401 (public here)
 from langadapt.train.objectives import mask_tokens, token_nll_sum
@@ -30,7 +31,11 @@ from langadapt.train.sharding import full_model_state, full_states, load_optimiz
 
 
 def train(cfg: TrainRunConfig, announce: bool = True) -> dict:
-    """Run (or resume) a training run; returns the final metrics. ``announce`` prints the resolved config."""
+    """Run (or resume) a training run; returns the final metrics. ``announce`` prints the resolved config.
+    Resuming a run that already finished (at ``train.steps`` or beyond) changes nothing and returns its metrics."""
+    validate(cfg)
+    if rundir.nothing_to_do(cfg) is not None:
+        return rundir.final_metrics(Path(cfg.out_dir))
     return fit(setup(cfg, announce))
 
 
@@ -49,7 +54,8 @@ def fit(run: Run) -> dict:
     optimizer, current = None, None
     bar = progress(total=t.steps, initial=start_step, desc="train", unit="step", disable=None if run.main else True)
     window_start, window_tokens = time.perf_counter(), 0
-    record: dict = {}
+    # resumed at the last step (killed while writing final/): the last step's record is in metrics.jsonl
+    record: dict = rundir.last_record(run.out, t.steps) if run.main and start_step == t.steps else {}
     for step in range(start_step, t.steps):
         phase = phase_at(run.phases, step)
         if phase is not current:
@@ -202,6 +208,13 @@ def all_finite(model) -> bool:
 def train_command(cfg: TrainRunConfig) -> int:
     from accelerate import PartialState
 
+    validate(cfg)
+    finished = rundir.nothing_to_do(cfg)
+    if finished is not None:
+        if PartialState().is_main_process:
+            print(f"{cfg.out_dir} already finished at step {finished}; nothing to do, nothing changed (resume with "
+                  "more --train.steps to continue it, or --overwrite to start over)")
+        return 0
     result = train(cfg)
     if not PartialState().is_main_process:
         return 0

@@ -17,6 +17,7 @@ import torch
 
 from langadapt.errors import UserError
 from langadapt.progress import info, progress
+from langadapt.threads import apply_threads
 from langadapt.train import rundir
 from langadapt.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from langadapt.train.checks import validate
@@ -208,6 +209,7 @@ def all_finite(model) -> bool:
 def train_command(cfg: TrainRunConfig) -> int:
     from accelerate import PartialState
 
+    apply_threads(cfg.threads, "--threads")
     validate(cfg)
     finished = rundir.nothing_to_do(cfg)
     if finished is not None:

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from langadapt.errors import InputError
-from langadapt.options import Count, ModelPath, SourcePath, TokenizerPath
+from langadapt.options import Count, ModelPath, NonNegativeInt, SourcePath, TokenizerPath
 from langadapt.progress import info, progress
+from langadapt.threads import apply_threads
 
 
 def context_length(model) -> int | None:
@@ -272,6 +273,8 @@ class BpbArgs:
     """torch device (default: cuda if available, else cpu)."""
     json: bool = False
     """Print one JSON object instead of a table."""
+    threads: NonNegativeInt = 1
+    """torch CPU threads (0: one per core). One is fastest on a shared machine (docs/train.md)."""
 
 
 def split_list(value: list[str] | str | None) -> list[str]:
@@ -320,6 +323,7 @@ def _format_table(results: dict[str, dict]) -> str:
 
 
 def bpb_command(args: BpbArgs) -> int:
+    apply_threads(args.threads)
     sources = split_list(args.input)
     langs = split_list(args.lang) or [_lang_name(s) for s in sources]
     if not sources:

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from langadapt.errors import ConfigError, InputError
-from langadapt.options import Count, ModelPath, OutDir, Seed, SourcePath, TokenizerPath
+from langadapt.options import Count, ModelPath, NonNegativeInt, OutDir, Seed, SourcePath, TokenizerPath
 from langadapt.progress import info, progress
+from langadapt.threads import apply_threads
 
 # ---------------------------------------------------------------------------------------------
 # Pure math: tensors in, numbers out.
@@ -256,6 +257,8 @@ class SimilarityArgs:
     """Output directory: similarity.json, hidden_similarity.png, gradient_similarity.png."""
     overwrite: bool = False
     """Replace --out if it exists."""
+    threads: NonNegativeInt = 1
+    """torch CPU threads (0: one per core). One is fastest on a shared machine (docs/train.md)."""
 
 
 def read_parallel_lines(path: str, text_field: str = "text") -> list[str]:
@@ -277,6 +280,7 @@ def read_parallel_lines(path: str, text_field: str = "text") -> list[str]:
 
 
 def similarity_command(args: SimilarityArgs) -> int:
+    apply_threads(args.threads)
     from langadapt.eval.bpb import load_model_and_tokenizer, split_list
     from langadapt.eval.plots import bar_figure, panels_figure
     from langadapt.io.atomic import atomic_dir

@@ -6,6 +6,7 @@ Written to a temporary sibling and renamed, so a killed run never leaves a check
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -52,14 +53,23 @@ def list_checkpoints(root: Path) -> list[Path]:
 
 
 def _prune(root: Path, keep_last: int) -> None:
+    """Remove all but the last ``keep_last`` regular checkpoints: each is renamed to a hidden name first, so a
+    kill during the removal never leaves a half-deleted ``step-N`` that looks complete."""
+    for stale in root.glob(".step-*.deleting-*"):  # left by a run killed while removing
+        shutil.rmtree(stale, ignore_errors=True)
     regular = [p for p in list_checkpoints(root) if not p.name.endswith("-pre-anneal")]
     for old in regular[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        trash = root / f".{old.name}.deleting-{os.getpid()}"
+        os.replace(old, trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def resolve_resume(resume: str, out_dir: Path) -> Path:
     if resume == "latest":
         found = list_checkpoints(out_dir / "checkpoints")
+        if not found and (out_dir / "metrics.jsonl").exists():
+            raise InputError(f"--resume latest: {out_dir} stopped before its first checkpoint (none in "
+                             f"{out_dir / 'checkpoints'}); start it again with --overwrite")
         if not found:
             raise InputError(f"--resume latest: no checkpoint in {out_dir / 'checkpoints'}; start without --resume")
         return found[-1]

@@ -178,3 +178,5 @@ class TrainRunConfig:
     """Resume from 'latest' (the newest checkpoint in out_dir) or a checkpoint directory."""
     overwrite: bool = False
     """Start over in an existing out_dir (deletes its checkpoints and metrics)."""
+    threads: NonNegativeInt = 1
+    """torch CPU threads per process (0: one per core). One is fastest on a shared machine (docs/train.md)."""

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from langadapt.errors import ConfigError
+from langadapt.io.atomic import atomic_file
 
 
 class MetricsLog:
@@ -23,7 +24,8 @@ class MetricsLog:
                     continue  # a line cut by a crash
                 if record.get("step", 0) <= resume_step:
                     kept.append(line)
-            path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+            with atomic_file(path, encoding="utf-8") as handle:  # a kill here keeps the old file whole
+                handle.write("".join(k + "\n" for k in kept))
         self._file = open(path, "a", encoding="utf-8")
         self._tb = None
         self._wandb = None

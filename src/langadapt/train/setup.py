@@ -1,0 +1,237 @@
+"""``setup(cfg) -> Run``: everything a training run needs before its first step.
+
+checks -> accelerator and phases -> where the run starts (fresh, resumed, refused) -> tokenizer, model, data ->
+resume state -> run directory (config.yaml) and metrics log -> model on its device (sharded with FSDP2).
+Nothing is written before every check has passed; ``fit(run)`` in ``train/loop.py`` is the loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from langadapt.config import to_yaml
+from langadapt.errors import ConfigError
+from langadapt.io.models import check_vocab_fits, load_config, load_model, load_tokenizer
+from langadapt.progress import info, warn
+from langadapt.train import rundir
+from langadapt.train.checkpoint import list_checkpoints, load_checkpoint_state
+from langadapt.train.checks import check_batches, self_defeating, validate
+from langadapt.train.config import TrainRunConfig
+from langadapt.train.evaluation import frame_ids
+from langadapt.train.metrics import MetricsLog
+from langadapt.train.phases import Phase, build_phases
+from langadapt.train.precision import grad_scaler, make_accelerator, weight_dtype
+from langadapt.train.sharding import shard_model
+
+
+@dataclass
+class Resume:
+    """Where a resumed run continues: the checkpoint, its step, counters and saved states."""
+    path: Path
+    step: int
+    tokens: int
+    phase: str  # the phase the saved optimizer state belongs to
+    state: dict  # optimizer, per-process loader positions and RNG states, loss scale
+
+
+@dataclass
+class Run:
+    """What ``fit`` needs: built once by ``setup``; ``model`` is the plain module (``fit`` wraps it per phase)."""
+    cfg: TrainRunConfig
+    accelerator: Any
+    out: Path
+    tokenizer: Any
+    model: torch.nn.Module
+    loader: Any  # data.mixture.MixtureLoader, positioned for this process
+    val_splits: dict
+    phases: list[Phase]
+    fingerprint: dict
+    log: MetricsLog | None  # main process only
+    scaler: Any  # fp16-mixed loss scaler, else None
+    sharded: bool
+    resume: Resume | None = None
+    last_checkpoint: Path | None = None
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def start_step(self) -> int:
+        return self.resume.step if self.resume else 0
+
+
+def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
+    """Check ``cfg``, load everything and prepare the run directory. ``announce`` prints the resolved config."""
+    validate(cfg)
+    t = cfg.train
+    accelerator = make_accelerator(t.precision)
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    phases = build_phases(cfg)
+    check_batches(cfg, phases, world)
+    warnings = self_defeating(cfg, phases)  # shown once every check has passed: a refused run shows one line
+    checkpoint_path = rundir.start_checkpoint(cfg)
+
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, role="tokenizer" if cfg.tokenizer else "model")
+    model = load_training_model(cfg, str(checkpoint_path) if checkpoint_path else
+                                (None if cfg.model_config is not None else cfg.model), t.precision)
+    vocab_rows = model.get_input_embeddings().weight.shape[0]
+    check_vocab_fits(len(tokenizer), vocab_rows, cfg.model, cfg.tokenizer or cfg.model)
+    if t.objective == "mlm" and tokenizer.mask_token_id is None:
+        raise ConfigError("mlm needs a tokenizer with a mask token (add one, e.g. <mask>, and resize the model)")
+    loader, val_splits = open_data(cfg, tokenizer, rank, world, vocab_rows)
+    if cfg.eval.enabled and not val_splits:
+        warnings.append("no validation documents (the stores' val split is empty or missing, and no data.val): "
+                        "nothing is evaluated; prepare the stores with --val-docs or set data.val")
+    if t.language_embeddings:
+        if t.objective != "mlm":
+            raise ConfigError("train.language_embeddings applies to mlm (token_type_ids)")
+        add_language_embeddings(model, len(loader.languages))
+    if t.activation_checkpointing:
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
+    model.config.use_cache = False
+    print_fp = fingerprint(cfg, model)
+
+    resume = None
+    if checkpoint_path is not None:
+        resume = load_resume(checkpoint_path, print_fp, world)
+        loader.load_state_dict(resume.state["loaders"][rank])
+        info(f"resuming from {checkpoint_path} at step {resume.step}")
+    else:
+        torch.manual_seed(t.seed)
+
+    out = Path(cfg.out_dir)
+    if main:
+        for message in warnings:
+            warn(message)
+        rundir.prepare(cfg, fresh=resume is None)
+        if announce:
+            info("resolved config:\n" + to_yaml(cfg))
+    accelerator.wait_for_everyone()  # the old run's files are gone before any process looks for checkpoints
+    log = MetricsLog(out / "metrics.jsonl", resume_step=resume.step if resume else None,
+                     tensorboard_dir=out / "tensorboard" if cfg.log.tensorboard else None,
+                     wandb_config=json.loads(json.dumps(vars(cfg), default=str)) if cfg.log.wandb else None) \
+        if main else None
+
+    model = model.to(accelerator.device)
+    scaler = grad_scaler(t.precision, accelerator.device)
+    sharded = t.fsdp and world > 1
+    if sharded:
+        shard_model(model, accelerator.device)
+    if scaler is not None and resume is not None and resume.state.get("scaler"):
+        scaler.load_state_dict(resume.state["scaler"])
+    found = list_checkpoints(out / "checkpoints")
+    return Run(cfg=cfg, accelerator=accelerator, out=out, tokenizer=tokenizer, model=model, loader=loader,
+               val_splits=val_splits, phases=phases, fingerprint=print_fp, log=log, scaler=scaler, sharded=sharded,
+               resume=resume, last_checkpoint=found[-1] if found else None)
+
+
+def load_resume(path: Path, fingerprint: dict, world: int) -> Resume:
+    meta, state = load_checkpoint_state(path, fingerprint)
+    if len(state["loaders"]) != world:
+        raise ConfigError(f"checkpoint {path} was written by {len(state['loaders'])} processes, "
+                          f"this run has {world}; resume with the same number of processes")
+    return Resume(path=path, step=meta["step"], tokens=meta["counters"]["tokens"], phase=meta["counters"]["phase"],
+                  state=state)
+
+
+def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str):
+    """The model to train: from ``source`` (a dir/Hub id or a checkpoint) or built from cfg.model_config."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    dtype = weight_dtype(precision)
+    kind = "masked" if cfg.train.objective == "mlm" else "causal"
+    if source is None:  # from scratch
+        spec = dict(cfg.model_config)
+        model_type = spec.pop("model_type", None)
+        if not model_type:
+            raise ConfigError("model_config needs a model_type (e.g. llama, gpt2, bert)")
+        try:
+            config = AutoConfig.for_model(model_type, **spec)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"model_config: {err}") from None
+        config._attn_implementation = cfg.train.attention
+        torch.manual_seed(cfg.train.seed)
+        cls = AutoModelForMaskedLM if kind == "masked" else AutoModelForCausalLM
+        return cls.from_config(config, dtype=dtype)  # built in its dtype: no fp32 copy at the peak
+    model = load_model(source, kind=kind, dtype=dtype, attn_implementation=cfg.train.attention)
+    return model.to(dtype)
+
+
+def fingerprint(cfg: TrainRunConfig, model) -> dict:
+    """What must agree between a checkpoint and the config resuming it (precision and steps may change)."""
+    # the configured model, not the checkpoint's copy: resuming with another model must be refused
+    c = model.config if cfg.model_config is not None else load_config(cfg.model)
+    arch = {k: getattr(c, k, None) for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers")}
+    fp = {"model": arch, "objective": cfg.train.objective, "block_size": cfg.data.block_size,
+          "mode": cfg.data.mode, "train_data": sorted(cfg.data.train.items()), "seed": cfg.train.seed,
+          "micro_batch_size": cfg.train.micro_batch_size, "global_batch_size": cfg.train.global_batch_size}
+    return json.loads(json.dumps(fp))  # the form it has after a round trip through the checkpoint
+
+
+def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size: int):
+    from langadapt.data.loader import LoaderConfig
+    from langadapt.data.mixture import CloneConfig, MixtureLoader
+    from langadapt.data.store import TokenStore
+    from langadapt.tokenizer.identity import tokenizer_hash
+
+    stores = {lang: TokenStore.open(path) for lang, path in cfg.data.train.items()}
+    expected = tokenizer_hash(tokenizer)
+    for lang, store in stores.items():
+        if store.meta.get("tokenizer", {}).get("hash") != expected:
+            info(f"warning: store for '{lang}' was written with tokenizer {store.meta.get('tokenizer')}, "
+                 f"not with the model's tokenizer (hash {expected})")
+    d = cfg.data
+    clones = CloneConfig(**vars(d.clones)) if d.clones is not None else None
+    base_vocab = max(len(tokenizer), max(s.vocab_size for s in stores.values()))
+    loader_cfg = LoaderConfig(block_size=d.block_size, mode=d.mode, add_bos=d.add_bos, add_eos=d.add_eos)
+    micro = cfg.train.micro_batch_size
+    total_blocks = cfg.train.steps * cfg.train.global_batch_size // max(world, 1)
+    loader = MixtureLoader({lang: s.split("train") for lang, s in stores.items()}, d.probabilities, loader_cfg,
+                           micro_batch_size=micro, bos_id=frame_ids(tokenizer)[0], eos_id=frame_ids(tokenizer)[1],
+                           pad_id=tokenizer.pad_token_id, seed=cfg.train.seed, rank=rank, world_size=world,
+                           schedule=d.schedule, total_blocks=total_blocks, alpha=d.alpha, clones=clones,
+                           vocab_size=base_vocab if clones else None)
+    needed = loader.required_vocab_size or max(s.vocab_size for s in stores.values())
+    if needed > vocab_size:
+        raise ConfigError(f"the token stores use ids up to {needed - 1}, but the model has only {vocab_size} "
+                          "embedding rows; use the store's tokenizer/model pair (or transfer the model first)")
+    val_paths = d.val if d.val is not None else d.train
+    val = {}
+    for lang, path in val_paths.items():
+        store = stores[lang] if path == d.train.get(lang) else TokenStore.open(path)
+        if "val" in store.splits and store.split("val").num_docs:
+            val[lang] = store.split("val")
+    return loader, val
+
+
+def add_language_embeddings(model, n_languages: int) -> None:
+    """Use token_type_ids as language ids: grow the token-type table to ``n_languages`` rows if needed."""
+    table = None
+    for name, module in model.named_modules():
+        if name.endswith("token_type_embeddings"):
+            table, parent_name = module, name
+    if table is None:
+        raise ConfigError(f"train.language_embeddings: {model.config.model_type} has no token-type embeddings")
+    if table.num_embeddings >= n_languages:
+        return
+    grown = torch.nn.Embedding(n_languages, table.embedding_dim, dtype=table.weight.dtype)
+    with torch.no_grad():
+        grown.weight[:table.num_embeddings] = table.weight
+        grown.weight[table.num_embeddings:] = table.weight.mean(0)
+    parent = model.get_submodule(parent_name.rsplit(".", 1)[0])
+    setattr(parent, parent_name.rsplit(".", 1)[1], grown)
+    model.config.type_vocab_size = n_languages

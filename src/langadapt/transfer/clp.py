@@ -23,17 +23,51 @@ factorizes through the helper dimension and needs no similarity matrix at all:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal, get_args
+
 import torch
 
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult
+from langadapt.config import check_choices
+from langadapt.errors import ConfigError
+from langadapt.progress import info, progress as progress_bar
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodInputs, MethodResult
 
-CLP_WEIGHTS = ("topk", "positive", "dense")
+ClpWeights = Literal["topk", "positive", "dense"]
+CLP_WEIGHTS = get_args(ClpWeights)
 DEFAULT_WEIGHTS = "topk"
 DEFAULT_TOP_K = 10
 DEFAULT_TEMPERATURE = 0.1
 # Where the untied output side's similarities come from: the helper's output embeddings, or its input ones.
-OUTPUT_SIMILARITIES = ("output", "input")
+OutputSimilarity = Literal["output", "input"]
+OUTPUT_SIMILARITIES = get_args(OutputSimilarity)
 DEFAULT_OUTPUT_SIMILARITY = "output"
+
+
+@dataclass
+class ClpOptions:
+    """Options of ``clp``."""
+
+    clp_output_similarity: OutputSimilarity = DEFAULT_OUTPUT_SIMILARITY
+    """clp, untied source model: where the output side's (LM-head rows, head bias) similarities come from:
+    output (the helper's own untied output embeddings when it has them; measured better) or input (the
+    input side's weights for both, as the tied-only reference would)."""
+    clp_weights: ClpWeights = DEFAULT_WEIGHTS
+    """clp: how similarities become weights: topk (softmax over the --clp-top-k most similar overlapping tokens),
+    positive (negative cosines clipped, then normalized) or dense (the reference formula, fragile)."""
+    clp_top_k: int = DEFAULT_TOP_K
+    """clp --clp-weights topk: number of most similar overlapping tokens to mix."""
+    clp_temperature: float = DEFAULT_TEMPERATURE
+    """clp --clp-weights topk: softmax temperature over the cosine similarities."""
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.clp_top_k < 1:
+            raise ConfigError(f"clp_top_k must be >= 1, got {self.clp_top_k}")
+        if not self.clp_temperature > 0:
+            raise ConfigError(f"clp_temperature must be > 0, got {self.clp_temperature}")
+
+
 # Similarity scores per block: about 64 MB of fp32 whatever the vocabulary size.
 BLOCK_ELEMENTS = 1 << 24
 # A dense row is ill-conditioned when its cosines sum to <= 0 or to nearly 0 relative to their spread:
@@ -218,6 +252,23 @@ def clp_combine_sides(
         output_similarity="helper output embeddings")
     result = MethodResult(matrices=matrices, origin=origin, details=details)
     if not torch.equal(origin, parts["input"][1].origin) or not torch.equal(origin, parts["output"][1].origin):
-        for matrix in result.matrices:  # rows now marked fallback are refilled by the apply step
+        for matrix in result.matrices:  # rows now marked fallback are refilled by the run step
             matrix[origin == ORIGIN_FALLBACK] = 0
+    return result
+
+
+def clp_method(inputs: MethodInputs, options: ClpOptions) -> MethodResult:
+    """The registered ``clp``: helper similarities, the input side and (untied) the output side."""
+    n_target = inputs.n_target
+    helper_output = inputs.helper_output
+    output_space = options.clp_output_similarity == "output" and helper_output is not None
+    result = clp_combine_sides(
+        inputs.source_matrices, inputs.output_side, inputs.helper_input[:n_target],
+        helper_output[:n_target] if output_space else None, inputs.overlap.target_ids, inputs.overlap.source_ids,
+        weights=options.clp_weights, top_k=options.clp_top_k, temperature=options.clp_temperature,
+        progress=lambda blocks: progress_bar(blocks, desc="clp", unit="block"))
+    if result.details.get("ill_conditioned"):
+        info(f"warning: clp --clp-weights dense: {result.details['ill_conditioned']} new tokens have cosine sums near "
+             f"zero or negative (rows blown up by >{ILL_CONDITIONED_AMPLIFICATION:g}x or sign-flipped); consider "
+             "--clp-weights topk")
     return result

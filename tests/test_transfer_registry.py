@@ -51,7 +51,7 @@ def test_options_check_their_values_and_name_the_field():
     from langadapt.transfer.clp import ClpOptions
     from langadapt.transfer.wechsel import WechselOptions
 
-    with pytest.raises(ConfigError, match=r"^unknown clp_weights 'sparse'; use one of topk, positive, dense$"):
+    with pytest.raises(ConfigError, match=r"^unknown clp_weights 'sparse'; use one of topk, positive, dense, sparsemax$"):
         ClpOptions(clp_weights="sparse")
     with pytest.raises(ConfigError, match=r"^clp_top_k must be >= 1, got 0$"):
         ClpOptions(clp_top_k=0)

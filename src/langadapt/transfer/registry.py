@@ -21,6 +21,7 @@ from langadapt.transfer.clp import ClpOptions, clp_method
 from langadapt.transfer.focus import FocusOptions, focus_method
 from langadapt.transfer.fvt import FvtOptions, fvt_method
 from langadapt.transfer.inputs import INPUT_KINDS, parameter_names
+from langadapt.transfer.omp import OmpOptions, omp_method
 from langadapt.transfer.result import MethodInputs, MethodResult
 from langadapt.transfer.wechsel import WechselOptions, wechsel_method
 
@@ -53,6 +54,8 @@ METHOD_LIST = [
     Method("wechsel", WechselOptions, wechsel_method, ("word_vectors",), "WECHSEL (Minixhofer et al. 2022)"),
     Method("fvt", FvtOptions, fvt_method, ("overlap_any", "decompositions"),
            "Fast Vocabulary Transfer (Gee et al. 2022)"),
+    Method("omp", OmpOptions, omp_method, ("overlap", "helper"),
+           "orthogonal matching pursuit over the overlapping tokens (as mergekit's tokensurgeon)"),
     Method("mean", BaselineOptions, mean_method, baseline_needs, "mean of the source embeddings"),
     Method("random", RandomOptions, random_method, baseline_needs, "random normal initialization"),
     Method("gaussian", BaselineOptions, gaussian_method, baseline_needs,

@@ -131,7 +131,7 @@ def main() -> None:
 
     fastdist.cosine_matrix_to_matrix(np.ones((2, 3), dtype=np.float32), np.ones((2, 3), dtype=np.float32))  # JIT
 
-    from langadapt.transfer.focus import focus_from_inputs
+    from langadapt.transfer.inputs import focus_from_inputs
     from langadapt.transfer.overlap import find_overlap
 
     # Wall time, and CPU time of this process (all threads): the machine may be shared, and CPU time is
@@ -155,7 +155,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
     # Parity on the computed rows (equal when both overlaps agree on the tokens that have fastText vectors).
-    from langadapt.transfer.apply import ORIGIN_COMPUTED
+    from langadapt.transfer.result import ORIGIN_COMPUTED
 
     computed = ours.origin == ORIGIN_COMPUTED
     error = ((ours.matrices[0][computed] - ref[computed]).norm(dim=-1) / ref[computed].norm(dim=-1)).max().item()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from langadapt.transfer import find_overlap, transfer, transfer_model
-from langadapt.transfer.apply import head_bias, is_tied
+from langadapt.transfer.surgery import head_bias, is_tied
 from tests.helpers_transfer import (
     ARCHITECTURES,
     MASKED,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult, fill_fallback
+from langadapt.transfer.basic import fill_fallback
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult
 from langadapt.transfer.basic import gaussian_init, mean_init, random_init
 from langadapt.transfer.overlap import Overlap
 

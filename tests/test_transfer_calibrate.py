@@ -136,7 +136,7 @@ def test_cli_calibrates_and_saves_a_plain_checkpoint(dirs):
 @pytest.mark.parametrize("extra,words", [
     (["--calibrate-tokens", "500"], "--calibrate-tokens needs --calibrate"),
     (["--calibrate", "EMPTY"], "no documents"),
-    (["--calibrate", "CAL", "--calibrate-tokens", "10"], "--calibrate-tokens must be >="),
+    (["--calibrate", "CAL", "--calibrate-tokens", "10"], "--calibrate-tokens: expected an integer >= 64"),
 ])
 def test_cli_bad_calibration_input_is_one_line_and_writes_nothing(dirs, extra, words):
     extra = [str(dirs / "empty.jsonl") if a == "EMPTY" else str(dirs / "cal.jsonl") if a == "CAL" else a

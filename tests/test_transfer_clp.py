@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK
 from langadapt.transfer.clp import clp_combine
 
 N_SOURCE, N_TARGET, N_OVERLAP = 180, 260, 120

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from langadapt.errors import InputError
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK
-from langadapt.transfer.focus import focus_combine, focus_from_inputs, focus_weights
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK
+from langadapt.transfer.focus import focus_combine, focus_weights
+from langadapt.transfer.inputs import focus_from_inputs
 from langadapt.transfer.sparsemax import sparsemax, sparsemax_topk
 from tests.conftest import run_cli
 from tests.helpers_fasttext import build_world, deepfocus_overlap, make_overlap, tokenized_lines, train_fasttext_bin
@@ -222,7 +223,7 @@ def _overlap_stub():
 
 def test_focus_errors_are_input_errors(tmp_path, byte_bpe_tokenizer):
     tok, mats = byte_bpe_tokenizer, [torch.zeros(len(byte_bpe_tokenizer), 4)]
-    with pytest.raises(InputError, match="--fasttext-model F .* or --corpus"):
+    with pytest.raises(InputError, match="`fasttext_model` F .* or `corpus`"):
         focus_from_inputs(tok, tok, mats, _overlap_stub())
     with pytest.raises(InputError, match="does not exist"):
         focus_from_inputs(tok, tok, mats, _overlap_stub(), fasttext_model=str(tmp_path / "missing.bin"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK
 from langadapt.transfer.fvt import fvt_decompositions, fvt_from_tokenizers
 from langadapt.transfer.overlap import find_overlap
 from tests.conftest import make_texts

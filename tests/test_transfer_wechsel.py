@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from langadapt.errors import ConfigError, InputError
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK
-from langadapt.transfer.wechsel import (dictionary_correspondences, procrustes, read_dictionary, wechsel_combine,
-                                        wechsel_from_inputs, wechsel_weights)
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK
+from langadapt.transfer.inputs import read_dictionary, wechsel_from_inputs
+from langadapt.transfer.wechsel import dictionary_correspondences, procrustes, wechsel_combine, wechsel_weights
 from tests.conftest import run_cli
 from tests.helpers_fasttext import build_world, train_fasttext_bin
 
@@ -233,7 +233,7 @@ def _call(world, source_matrices, **overrides):
 
 
 def test_wechsel_errors_are_input_errors(world, source_matrices, tmp_path):
-    with pytest.raises(InputError, match="--dictionary .* does not exist"):
+    with pytest.raises(InputError, match="`dictionary` .* does not exist"):
         _call(world, source_matrices, dictionary=str(tmp_path / "missing.txt"))
     bad = tmp_path / "bad.txt"
     bad.write_text("house\tHaus\nthree words here\n", encoding="utf-8")
@@ -247,11 +247,11 @@ def test_wechsel_errors_are_input_errors(world, source_matrices, tmp_path):
     unrelated.write_text("qqqq\tzzzz\n", encoding="utf-8")
     with pytest.raises(InputError, match="no pair of the dictionary"):
         _call(world, source_matrices, dictionary=str(unrelated))
-    with pytest.raises(InputError, match="--source-fasttext .* does not exist"):
+    with pytest.raises(InputError, match="source_fasttext .* does not exist"):
         _call(world, source_matrices, source_fasttext=str(tmp_path / "missing.bin"))
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"\x00" * 64)
-    with pytest.raises(InputError, match="--target-fasttext .* not a valid fastText"):
+    with pytest.raises(InputError, match="target_fasttext .* not a valid fastText"):
         _call(world, source_matrices, target_fasttext=str(garbage))
     with pytest.raises(ConfigError, match="temperature > 0"):
         _call(world, source_matrices, temperature=0.0)

@@ -49,8 +49,11 @@ COMMANDS: list[Command] = [
             "Validate a token store and print its counts and a decoded sample.",
             positionals=(("store", None),), examples=("{store} --tokenizer {tokenizer}",)),
     Command(("transfer",), "langadapt.transfer.cli:TransferArgs", "langadapt.transfer.cli:transfer_command",
-            "Swap a model's tokenizer and initialize the new embeddings (clp, focus, wechsel, fvt, mean, random, gaussian).",
+            "Swap a model's tokenizer and initialize the new embeddings (clp, focus, wechsel, omp, fvt, mean, random, "
+            "gaussian).",
             examples=("--method mean --source-model {model} --target-tokenizer {target_tokenizer} --out {out}",
+                      "--method focus --source-model {model} --source-tokenizer {tokenizer} --target-tokenizer "
+                      "{target_tokenizer} --corpus {text_target} --fasttext-epochs 1 --fasttext-min-count 1 --out {out}",
                       "--method clp --source-model {model} --helper-model {helper} --out {out} --calibrate {text_target}",
                       "--method focus --source-model {model} --target-tokenizer {target_tokenizer} "
                       "--fasttext-model {fasttext_tokens} --out {out}",
@@ -218,8 +221,10 @@ def _add_fields(parser, container, cls, prefix: str, positionals: dict) -> None:
 
     from langadapt.options import PATH_KINDS, nested_dataclass, walk_options
 
-    docs = {p.arg_name: (p.description or "")
-            for p in docstring_parser.parse_from_object(cls).params}
+    docs = {}  # attribute docstrings, inherited ones included (an options class may compose others)
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        docs |= {p.arg_name: p.description or "" for p in docstring_parser.parse_from_object(klass).params
+                 if p.description}
     hints = typing.get_type_hints(cls, include_extras=True)
     leaves = {o.name: o for o in walk_options(cls)}
     for f in dataclasses.fields(cls):

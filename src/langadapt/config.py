@@ -1,12 +1,15 @@
-"""Helpers for typed dataclass configs: dump the resolved config, save it beside outputs."""
+"""Helpers for typed dataclass configs: dump the resolved config, save it beside outputs, check choices."""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from langadapt.errors import ConfigError
 
 
 def to_plain(obj: Any) -> Any:
@@ -30,3 +33,23 @@ def save_config(obj: Any, directory: str | Path, name: str = "config.yaml") -> P
     path = Path(directory) / name
     path.write_text(to_yaml(obj), encoding="utf-8")
     return path
+
+
+def check_choices(obj: Any) -> None:
+    """``ConfigError`` naming the field when a ``Literal[...]`` field of the dataclass ``obj`` holds another value
+    (dataclasses do not check types; call this from ``__post_init__``)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint = hints.get(f.name)
+        if typing.get_origin(hint) is typing.Literal:
+            choices = typing.get_args(hint)
+            value = getattr(obj, f.name)
+            if value not in choices:
+                raise ConfigError(f"unknown {f.name} {value!r}; use one of {', '.join(map(str, choices))}")
+
+
+def pop_fields(cls: type, values: dict) -> Any:
+    """An instance of the dataclass ``cls`` from the entries of ``values`` named like its fields, which are
+    removed from ``values``; a None value means the field's default."""
+    given = {f.name: values.pop(f.name) for f in dataclasses.fields(cls) if f.name in values}
+    return cls(**{k: v for k, v in given.items() if v is not None})

@@ -16,15 +16,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Annotated, Optional, Sequence
 
 import torch
 
 from langadapt.errors import ConfigError, InputError
+from langadapt.options import MAX_COUNT, Range, SourcePath
 
 DEFAULT_TOKENS = 16384
 MIN_TOKENS = 64
 BETA_RANGE = (1e-3, 1e3)
+
+
+@dataclass
+class CalibrateOptions:
+    """Options of the calibration after a transfer."""
+
+    calibrate: Optional[SourcePath] = None
+    """Target-language text (file, folder or hf://...; --text-field for .jsonl) to fit one logit scale on after the
+    transfer: a transferred model is overconfident at step 0, and temperature scaling fixes that. The scale is
+    folded into the LM head (untied) or the final norm (tied); causal LMs only. Give text the model is not
+    evaluated on."""
+    calibrate_tokens: Optional[Annotated[int, Range(ge=MIN_TOKENS, le=MAX_COUNT)]] = None
+    """--calibrate: tokens of that text to fit on (default 16384)."""
+
+    def __post_init__(self) -> None:
+        if self.calibrate_tokens is not None and self.calibrate is None:
+            raise ConfigError("calibrate_tokens needs `calibrate` TEXT (the target-language text to fit the scale on)")
+        if self.calibrate_tokens is not None and self.calibrate_tokens < MIN_TOKENS:
+            raise ConfigError(f"calibrate_tokens must be >= {MIN_TOKENS}, got {self.calibrate_tokens}")
+
+    @property
+    def tokens(self) -> int:
+        return DEFAULT_TOKENS if self.calibrate_tokens is None else self.calibrate_tokens
 
 
 # ---- the math: pure functions over (hidden states, head) ------------------------------------------------

@@ -1,100 +1,95 @@
-"""``langadapt transfer``: swap a model's tokenizer and initialize the new embeddings."""
+"""``langadapt transfer``: swap a model's tokenizer and initialize the new embeddings.
+
+``TransferArgs`` states no option of its own: it inherits every field (type, default, docstring) from the
+dataclasses that own them: what to transfer (``run.TransferSpec``), each registered method's options and
+the parameters of the inputs it needs (``registry``, ``inputs``), calibration and the run options. A new
+method's flags appear here by its registration alone. This layer also turns the parameter names in the
+library's errors (``helper_model``) into flags (``--helper-model``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import re
+import typing
 from dataclasses import dataclass
-from typing import Optional
+
+from langadapt.errors import UserError
+from langadapt.transfer.calibrate import CalibrateOptions
+from langadapt.transfer.inputs import INPUT_KINDS
+from langadapt.transfer.registry import METHOD_LIST, get_method
+from langadapt.transfer.run import RunOptions, TransferSpec, transfer
 
 
+def _method_components() -> list[type]:
+    """Per registered method, in order: the parameter classes of its inputs, then its options class; each once,
+    and a class that another one extends only through that one (RandomOptions carries BaselineOptions)."""
+    classes: list[type] = []
+    for method in METHOD_LIST:
+        for kind in method.inputs_for(method.options()):
+            classes.append(INPUT_KINDS[kind].params)
+        classes.append(method.options)
+    unique = [c for c in dict.fromkeys(c for c in classes if c is not None)]
+    return [c for c in unique if not any(c is not other and issubclass(other, c) for other in unique)]
+
+
+def _choices_as_strings(cls):
+    """The parser reads ``Literal`` fields as plain strings, so that a wrong value reaches the options' own check,
+    whose message names the flag and the choices (the parser's own message for a Literal names neither)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            cls.__init__.__annotations__[f.name] = str
+    return cls
+
+
+# Field order in --help: the spec, then each method's inputs and options, then calibration and the run options.
+@_choices_as_strings
 @dataclass
-class TransferArgs:
-    method: str
-    """Initialization method: clp, focus, wechsel, fvt, mean, random or gaussian."""
-    source_model: str
-    """The model to transfer: a local directory or a Hub id (its own tokenizer is the source tokenizer)."""
-    out: str
-    """Output directory: the transferred model, the target tokenizer, transfer_report.json and a model card."""
-    target_tokenizer: Optional[str] = None
-    """The new tokenizer (directory or Hub id). For clp it defaults to the helper model's tokenizer and must
-    equal it."""
-    source_tokenizer: Optional[str] = None
-    """The source model's tokenizer, when it is not saved with the source model."""
-    helper_model: Optional[str] = None
-    """clp: a (small) model trained with the target tokenizer; its input embeddings give the similarities
-    (its untied output embeddings those of the output side, see --clp-output-similarity)."""
-    clp_output_similarity: str = "output"
-    """clp, untied source model: where the output side's (LM-head rows, head bias) similarities come from:
-    output (the helper's own untied output embeddings when it has them; measured better) or input (the
-    input side's weights for both, as the tied-only reference would)."""
-    clp_weights: str = "topk"
-    """clp: how similarities become weights: topk (softmax over the --clp-top-k most similar overlapping tokens),
-    positive (negative cosines clipped, then normalized) or dense (the reference formula, fragile)."""
-    clp_top_k: int = 10
-    """clp --clp-weights topk: number of most similar overlapping tokens to mix."""
-    clp_temperature: float = 0.1
-    """clp --clp-weights topk: softmax temperature over the cosine similarities."""
-    fasttext_model: Optional[str] = None
-    """focus: a token-level fastText .bin trained on target text tokenized with the target tokenizer."""
-    corpus: Optional[str] = None
-    """focus: target-language text (file, folder or hf://...) to train that fastText model on instead."""
-    text_field: str = "text"
-    """focus --corpus and --calibrate: the text field of .jsonl/.parquet documents."""
-    fasttext_dim: Optional[int] = None
-    """focus --corpus: dimension of the fastText vectors trained there (default 100, as deepfocus)."""
-    fasttext_epochs: Optional[int] = None
-    """focus --corpus: fastText training epochs (default 3, as deepfocus)."""
-    fasttext_min_count: Optional[int] = None
-    """focus --corpus: tokens rarer than this get no vector and fall back (default 10, as deepfocus)."""
-    save_fasttext: Optional[str] = None
-    """focus --corpus: also keep the trained fastText .bin at this path (reuse it with --fasttext-model)."""
-    source_fasttext: Optional[str] = None
-    """wechsel: word-level fastText .bin of the source language."""
-    target_fasttext: Optional[str] = None
-    """wechsel: word-level fastText .bin of the target language."""
-    dictionary: Optional[str] = None
-    """wechsel: bilingual dictionary, one 'source_word<TAB or space>target_word' pair per line."""
-    wechsel_k: int = 10
-    """wechsel: number of nearest source subwords per target subword."""
-    wechsel_temperature: float = 0.1
-    """wechsel: softmax temperature over the neighbours' similarities."""
-    random_std: Optional[float] = None
-    """random: standard deviation (default: the model's initializer_range, else 0.02)."""
-    copy_overlap: bool = False
-    """mean / random / gaussian: keep the source rows of the overlapping tokens instead of drawing every row."""
-    calibrate: Optional[str] = None
-    """Target-language text (file, folder or hf://...; --text-field for .jsonl) to fit one logit scale on after the
-    transfer: a transferred model is overconfident at step 0, and temperature scaling fixes that. The scale is
-    folded into the LM head (untied) or the final norm (tied); causal LMs only. Give text the model is not
-    evaluated on."""
-    calibrate_tokens: Optional[int] = None
-    """--calibrate: tokens of that text to fit on (default 16384)."""
-    seed: int = 0
-    """Seed of all random draws (random/gaussian rows and the fallback for rows a method cannot compute)."""
-    overwrite: bool = False
-    """Replace --out if it exists."""
+class TransferArgs(RunOptions, CalibrateOptions, *reversed(_method_components()), TransferSpec):
+    def __post_init__(self) -> None:
+        """Nothing here: the chosen method's options are checked (and their errors given flag names) when
+        ``transfer_command`` builds them; the other methods' options are ignored, as their defaults."""
+
+
+FIELDS = frozenset(f.name for f in dataclasses.fields(TransferArgs))
+SPEC = frozenset(f.name for f in dataclasses.fields(TransferSpec))
+COMMON = frozenset(f.name for cls in (RunOptions, CalibrateOptions) for f in dataclasses.fields(cls))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def flag_names(message: str, names=FIELDS) -> str:
+    """Parameter names in a library message -> flags: `name` (quoted, any parameter) and bare snake_case names
+    (those with an underscore; not inside paths)."""
+    message = re.sub(r"`([a-z0-9_]+)`", lambda m: _flag(m.group(1)) if m.group(1) in names else m.group(0), message)
+    return re.sub(r"(?<![\w\-/.'])([a-z0-9]+(?:_[a-z0-9]+)+)(?![\w\-/])",
+                  lambda m: _flag(m.group(1)) if m.group(1) in names else m.group(0), message)
+
+
+@contextlib.contextmanager
+def errors_with_flags():
+    """Re-raise a ``UserError`` with flag names instead of parameter names (same class, one line)."""
+    try:
+        yield
+    except UserError as err:
+        raise type(err)(flag_names(str(err))) from err
 
 
 def transfer_command(args: TransferArgs) -> int:
-    from langadapt.transfer.apply import DEFAULTED_INPUTS, transfer
-
-    inputs = {k: v for k, v in vars(args).items()
-              if k not in ("method", "source_model", "target_tokenizer", "out", "source_tokenizer", "helper_model",
-                           "seed", "overwrite", "calibrate", "calibrate_tokens")}
-    method_specific = {
-        "clp": ("clp_weights", "clp_top_k", "clp_temperature", "clp_output_similarity"),
-        "focus": ("fasttext_model", "corpus", "text_field", "fasttext_dim", "fasttext_epochs", "fasttext_min_count",
-                  "save_fasttext"),
-        "wechsel": ("source_fasttext", "target_fasttext", "dictionary", "wechsel_k", "wechsel_temperature"),
-        "random": ("random_std", "copy_overlap"), "mean": ("copy_overlap",), "gaussian": ("copy_overlap",),
-    }
-    # Defaulted options of other methods stay out of the report; options without a default are checked by apply.
-    inputs = {k: v for k, v in inputs.items()
-              if k in method_specific.get(args.method, ()) or k not in DEFAULTED_INPUTS
-              or (k == "text_field" and args.calibrate)}
-    report = transfer(args.method, args.source_model, args.target_tokenizer, args.out,
-                      source_tokenizer=args.source_tokenizer, helper_model=args.helper_model, seed=args.seed,
-                      overwrite=args.overwrite, config=args, calibrate=args.calibrate,
-                      calibrate_tokens=args.calibrate_tokens, **inputs)
+    with errors_with_flags():
+        method = get_method(args.method)
+        # Options of other methods with a default stay out (they are those defaults); options without a default
+        # are passed when given, so that the library can say which method they belong to.
+        defaults = {f.name: f.default for f in dataclasses.fields(TransferArgs)}
+        accepted = set(method.parameters()) | COMMON
+        parameters = {name: getattr(args, name) for name in FIELDS - SPEC
+                      if name in accepted or defaults[name] is None}
+        report = transfer(args.method, args.source_model, args.target_tokenizer, args.out, config=args,
+                          source_tokenizer=args.source_tokenizer, **parameters)
     c = report["counts"]
     print(f"{args.method}: {report['source_vocab_size']} -> {report['target_vocab_size']} tokens; "
           f"{c['copied']} copied, {c['computed']} computed, {c['fallback']} fallback; "

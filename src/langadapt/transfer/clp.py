@@ -6,7 +6,10 @@ input-embedding space. The new source-space row is Σ_o w_to · E_s[o], with wei
 
 - ``dense``: w_to = s_to / Σ_o' s_to' over all overlapping tokens (the reference ``apply_clp``);
 - ``positive``: negative similarities clipped to 0, then normalized the same way;
-- ``topk``: softmax(s_to / τ) over the k most similar overlapping tokens.
+- ``topk``: softmax(s_to / τ) over the k most similar overlapping tokens;
+- ``sparsemax``: sparsemax(s_t· / τ) over all overlapping tokens (CLP+, as FOCUS weights its anchors): the
+  Euclidean projection of the scaled cosines onto the simplex, a convex mix whose support is chosen by
+  the scores themselves instead of a fixed k. τ defaults to 0.1 as for ``topk``; τ = 1 is FOCUS's scale.
 
 For an untied source model the output side (output embeddings, head bias) is mixed separately, with
 similarities from the helper's own output embeddings when the helper is untied too: which tokens are
@@ -15,7 +18,7 @@ proxy for that (with input-space weights on the output rows, a transferred model
 tokens of probability: worse than a uniform guess on them at step 0). The reference handles tied
 models only, where both sides are one matrix and this question does not arise.
 
-``topk`` and ``positive`` are computed in blocks of new tokens (one similarity product per block), so
+``topk``, ``sparsemax`` and ``positive`` are computed in blocks of new tokens (one similarity product per block), so
 the full |new| × |overlap| similarity matrix is never held. ``dense`` is linear in the cosines, so it
 factorizes through the helper dimension and needs no similarity matrix at all:
 Σ_o s_to E[o] = ĥ_t · (Ĥ_oᵀ E_o) and Σ_o s_to = ĥ_t · Σ_o ĥ_o, with unit helper rows ĥ.
@@ -23,17 +26,54 @@ factorizes through the helper dimension and needs no similarity matrix at all:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal, get_args
+
 import torch
 
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult
+from langadapt.config import check_choices
+from langadapt.errors import ConfigError
+from langadapt.options import Count, PositiveFloat
+from langadapt.progress import info, progress as progress_bar
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodInputs, MethodResult
+from langadapt.transfer.sparsemax import sparsemax_topk
 
-CLP_WEIGHTS = ("topk", "positive", "dense")
+ClpWeights = Literal["topk", "positive", "dense", "sparsemax"]
+CLP_WEIGHTS = get_args(ClpWeights)
 DEFAULT_WEIGHTS = "topk"
 DEFAULT_TOP_K = 10
 DEFAULT_TEMPERATURE = 0.1
 # Where the untied output side's similarities come from: the helper's output embeddings, or its input ones.
-OUTPUT_SIMILARITIES = ("output", "input")
+OutputSimilarity = Literal["output", "input"]
+OUTPUT_SIMILARITIES = get_args(OutputSimilarity)
 DEFAULT_OUTPUT_SIMILARITY = "output"
+
+
+@dataclass
+class ClpOptions:
+    """Options of ``clp``."""
+
+    clp_output_similarity: OutputSimilarity = DEFAULT_OUTPUT_SIMILARITY
+    """clp, untied source model: where the output side's (LM-head rows, head bias) similarities come from:
+    output (the helper's own untied output embeddings when it has them; measured better) or input (the
+    input side's weights for both, as the tied-only reference would)."""
+    clp_weights: ClpWeights = DEFAULT_WEIGHTS
+    """clp: how similarities become weights: topk (softmax over the --clp-top-k most similar overlapping tokens),
+    sparsemax (sparsemax over all of them, CLP+), positive (negative cosines clipped, then normalized) or dense
+    (the reference formula, fragile)."""
+    clp_top_k: Count = DEFAULT_TOP_K
+    """clp --clp-weights topk: number of most similar overlapping tokens to mix."""
+    clp_temperature: PositiveFloat = DEFAULT_TEMPERATURE
+    """clp --clp-weights topk / sparsemax: temperature over the cosine similarities (softmax(s/T), sparsemax(s/T))."""
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.clp_top_k < 1:
+            raise ConfigError(f"clp_top_k must be >= 1, got {self.clp_top_k}")
+        if not self.clp_temperature > 0:
+            raise ConfigError(f"clp_temperature must be > 0, got {self.clp_temperature}")
+
+
 # Similarity scores per block: about 64 MB of fp32 whatever the vocabulary size.
 BLOCK_ELEMENTS = 1 << 24
 # A dense row is ill-conditioned when its cosines sum to <= 0 or to nearly 0 relative to their spread:
@@ -62,6 +102,19 @@ def topk_rows(new_unit: torch.Tensor, anchor_unit: torch.Tensor, anchors: torch.
     mix = torch.softmax(values / temperature, dim=1).float()
     # Weighted sum of k gathered rows without materializing [b, k, D].
     return torch.nn.functional.embedding_bag(index, anchors, per_sample_weights=mix, mode="sum")
+
+
+def sparsemax_rows(new_unit: torch.Tensor, anchor_unit64: torch.Tensor, anchors: torch.Tensor,
+                   temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """sparsemax(s/τ) mixes of the anchors for one block of new tokens -> (rows [b, D], support sizes [b]).
+
+    Scores in float64 (a small τ amplifies rounding, and the threshold subtracts close numbers); only each
+    row's nonzero weights are gathered (``sparsemax_topk``: exact, partial sorts).
+    """
+    scores = (new_unit.double() @ anchor_unit64.T) / temperature
+    cols, weights = sparsemax_topk(scores)
+    rows = torch.nn.functional.embedding_bag(cols, anchors, per_sample_weights=weights.float(), mode="sum")
+    return rows, (weights > 0).sum(dim=1)
 
 
 def positive_rows(new_unit: torch.Tensor, anchor_unit: torch.Tensor,
@@ -147,7 +200,8 @@ def clp_combine(
         rows, valid, amplification = dense_rows(helper_new, helper_anchors, anchors)
         store(new_ids, rows, valid & nonzero)
     else:
-        anchor_unit64 = helper_anchors.double() if weights == "topk" else None
+        anchor_unit64 = helper_anchors.double() if weights in ("topk", "sparsemax") else None
+        supports = []
         block = max(1, block_elements // max(1, overlap_target_ids.numel()))
         starts = range(0, new_ids.numel(), block)
         for start in progress(starts) if progress else starts:
@@ -156,6 +210,10 @@ def clp_combine(
             if weights == "topk":
                 rows = topk_rows(unit, helper_anchors, anchors, top_k, temperature, anchor_unit64)
                 valid = nonzero[start:stop]
+            elif weights == "sparsemax":
+                rows, support = sparsemax_rows(unit, anchor_unit64, anchors, temperature)
+                valid = nonzero[start:stop]
+                supports.append(support[valid])
             else:
                 rows, valid = positive_rows(unit, helper_anchors, anchors)
                 valid &= nonzero[start:stop]
@@ -170,6 +228,10 @@ def clp_combine(
     }
     if weights == "topk":
         details.update(top_k=min(top_k, int(overlap_target_ids.numel())), temperature=temperature)
+    if weights == "sparsemax":
+        support = torch.cat(supports).float() if supports else torch.zeros(0)
+        details.update(temperature=temperature, mean_support=round(float(support.mean()), 3) if support.numel() else 0.0,
+                       max_support=int(support.max()) if support.numel() else 0)
     if amplification is not None:
         ill = (amplification > ILL_CONDITIONED_AMPLIFICATION) & nonzero
         finite = amplification[torch.isfinite(amplification)]
@@ -218,6 +280,23 @@ def clp_combine_sides(
         output_similarity="helper output embeddings")
     result = MethodResult(matrices=matrices, origin=origin, details=details)
     if not torch.equal(origin, parts["input"][1].origin) or not torch.equal(origin, parts["output"][1].origin):
-        for matrix in result.matrices:  # rows now marked fallback are refilled by the apply step
+        for matrix in result.matrices:  # rows now marked fallback are refilled by the run step
             matrix[origin == ORIGIN_FALLBACK] = 0
+    return result
+
+
+def clp_method(inputs: MethodInputs, options: ClpOptions) -> MethodResult:
+    """The registered ``clp``: helper similarities, the input side and (untied) the output side."""
+    n_target = inputs.n_target
+    helper_output = inputs.helper_output
+    output_space = options.clp_output_similarity == "output" and helper_output is not None
+    result = clp_combine_sides(
+        inputs.source_matrices, inputs.output_side, inputs.helper_input[:n_target],
+        helper_output[:n_target] if output_space else None, inputs.overlap.target_ids, inputs.overlap.source_ids,
+        weights=options.clp_weights, top_k=options.clp_top_k, temperature=options.clp_temperature,
+        progress=lambda blocks: progress_bar(blocks, desc="clp", unit="block"))
+    if result.details.get("ill_conditioned"):
+        info(f"warning: clp --clp-weights dense: {result.details['ill_conditioned']} new tokens have cosine sums near "
+             f"zero or negative (rows blown up by >{ILL_CONDITIONED_AMPLIFICATION:g}x or sign-flipped); consider "
+             "--clp-weights topk")
     return result

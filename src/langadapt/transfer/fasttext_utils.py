@@ -224,14 +224,17 @@ def train_token_fasttext(
     dim: int = FOCUS_FASTTEXT_DIM,
     epochs: int = FOCUS_FASTTEXT_EPOCHS,
     min_count: int = FOCUS_FASTTEXT_MIN_COUNT,
-    threads: int | None = None,
+    threads: int | None = 1,
     save_to: str | os.PathLike | None = None,
+    corpus_name: str = "the corpus",
     **fasttext_kwargs,
 ):
     """Train a CBOW fastText model over the target tokenizer's tokens (FOCUS's auxiliary embeddings).
 
     The model is saved to ``save_to`` (or a temporary file that lives as long as the returned object)
-    and returned opened as a ``FastTextBin``.
+    and returned opened as a ``FastTextBin``. One thread by default: fastText's training is reproducible
+    (its fixed seed) only on one thread, and a transfer must give the same model every time; ``threads=None``
+    uses every core for a large corpus, at the price of run-to-run differences.
     """
     import fasttext
 
@@ -240,7 +243,7 @@ def train_token_fasttext(
     n_docs = write_tokenized_corpus(documents, tokenizer, corpus)
     if n_docs == 0:
         tmp.cleanup()
-        raise InputError("the --corpus for FOCUS holds no documents; give a non-empty target-language corpus")
+        raise InputError(f"the FOCUS corpus '{corpus_name}' holds no documents; give a non-empty target-language corpus")
     info(f"Training fastText (cbow, dim={dim}, epochs={epochs}, minCount={min_count}) on {n_docs:,} documents")
     model = None
     for attempt in range(3):

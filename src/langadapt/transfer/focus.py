@@ -3,19 +3,19 @@
 Overlapping tokens keep their source rows. A new token that has a vector in a token-level fastText
 model of the target language is the sparsemax-weighted mix of the source rows of the overlapping
 tokens ("anchors"), scored by cosine similarity of their fastText vectors. New tokens without a vector
-are left to the shared gaussian fallback. The math (``focus_weights``, ``focus_combine``) is pure
-tensors; ``focus_from_inputs`` does the fastText I/O.
+are left to the shared gaussian fallback. Everything here is pure tensors; the fastText model is loaded
+or trained by ``inputs.py`` (``inputs.focus_from_inputs`` does both steps for a quick call).
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 
 from langadapt.errors import InputError
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodInputs, MethodResult
 from langadapt.transfer.sparsemax import sparsemax_threshold, sparsemax_topk
 
 # Scores per block of new tokens: bounds memory to about this many floats, whatever the vocabulary size.
@@ -151,57 +151,13 @@ def focus_combine(
     return MethodResult(matrices=matrices, origin=origin, details=details)
 
 
-def _target_tokens(tokenizer) -> list[str | None]:
-    """Native token strings of ids 0..len(tokenizer)-1 (None for ids that have no token)."""
-    return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+@dataclass
+class FocusOptions:
+    """``focus`` has no options of its own: its input, the token-level fastText model (given or trained on a
+    corpus), is configured by ``inputs.TokenVectorInputs``."""
 
 
-def focus_from_inputs(
-    source_tokenizer,
-    target_tokenizer,
-    source_matrices: list[torch.Tensor],
-    overlap,
-    *,
-    fasttext_model: str | None = None,
-    corpus: str | None = None,
-    text_field: str = "text",
-    seed: int = 0,
-    fasttext_dim: int | None = None,
-    fasttext_epochs: int | None = None,
-    fasttext_min_count: int | None = None,
-    save_fasttext_to: str | None = None,
-) -> "MethodResult":
-    """FOCUS with fastText I/O: load ``fasttext_model`` (token-level, over target-tokenizer tokens) or train
-    one on ``corpus`` (deepfocus defaults: cbow, dim 100, 3 epochs, minCount 10, neg 10; override with
-    ``fasttext_*``), then ``focus_combine``. ``seed`` is recorded; the method itself is deterministic.
-    """
-    from langadapt.transfer import fasttext_utils as ftu
-
-    started = time.perf_counter()
-    if fasttext_model and corpus:
-        raise InputError("FOCUS takes either --fasttext-model or --corpus, not both")
-    if fasttext_model:
-        model = ftu.load_fasttext(fasttext_model, "FOCUS --fasttext-model")
-        origin_note = {"fasttext_model": str(fasttext_model)}
-    elif corpus:
-        from langadapt.io.sources import iter_documents
-
-        settings = {"dim": fasttext_dim or ftu.FOCUS_FASTTEXT_DIM,
-                    "epochs": fasttext_epochs or ftu.FOCUS_FASTTEXT_EPOCHS,
-                    "min_count": fasttext_min_count if fasttext_min_count is not None else ftu.FOCUS_FASTTEXT_MIN_COUNT}
-        model = ftu.train_token_fasttext(iter_documents(corpus, text_field), target_tokenizer,
-                                         save_to=save_fasttext_to, **settings)
-        origin_note = {"fasttext_trained_on": str(corpus), **{f"fasttext_{k}": v for k, v in settings.items()}}
-    else:
-        raise InputError("FOCUS needs token vectors for the target tokenizer: give --fasttext-model F (a token-level "
-                         "fastText .bin) or --corpus SRC (target-language text to train one)")
-
-    vectors, has_vector = ftu.token_vectors(model, _target_tokens(target_tokenizer))
-    if not bool(has_vector.any()):
-        raise InputError("FOCUS: no target-tokenizer token is in the fastText model's vocabulary; the model must be "
-                         "trained on text tokenized with the target tokenizer (or pass --corpus to train one)")
-    result = focus_combine(source_matrices, vectors, has_vector, overlap.target_ids, overlap.source_ids)
-    result.details.update(origin_note, fasttext_vocab=len(model.words),
-                          fasttext_dim_used=model.get_dimension(), seed=seed,
-                          seconds=round(time.perf_counter() - started, 3))
-    return result
+def focus_method(inputs: MethodInputs, options: FocusOptions) -> MethodResult:
+    """The registered ``focus``: sparsemax mixes of the anchors by fastText cosine."""
+    return focus_combine(inputs.source_matrices, inputs.token_vectors, inputs.has_vector, inputs.overlap.target_ids,
+                         inputs.overlap.source_ids)

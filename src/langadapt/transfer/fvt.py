@@ -12,6 +12,7 @@ left for the fallback, so no row is ever NaN.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 
@@ -23,7 +24,7 @@ from langadapt.tokenizer.canonical import (
     special_ids,
     tokenizer_family,
 )
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodInputs, MethodResult
 
 _BYTE_RUN = re.compile(r"((?:<0x[0-9A-F]{2}>)+)")
 
@@ -164,13 +165,29 @@ def fvt_combine(source_matrices: list[torch.Tensor], decompositions: list[list[i
     return MethodResult(matrices=matrices, origin=origin, details=details)
 
 
+def new_token_decompositions(source_tokenizer, target_tokenizer, overlap) -> list[list[int]]:
+    """Per target id, the source ids of its pieces; [] for the overlapping tokens (they are copied)."""
+    copied = set(overlap.target_ids.tolist())
+    new_ids = [i for i in range(len(target_tokenizer)) if i not in copied]
+    decompositions: list[list[int]] = [[] for _ in range(len(target_tokenizer))]
+    for i, pieces in zip(new_ids, fvt_decompositions(source_tokenizer, target_tokenizer, new_ids)):
+        decompositions[i] = pieces
+    return decompositions
+
+
 def fvt_from_tokenizers(source_tokenizer, target_tokenizer, source_matrices: list[torch.Tensor],
                         overlap) -> MethodResult:
     """FVT with the tokenizers: decompose the new target tokens, then ``fvt_combine``."""
-    n_target = len(target_tokenizer)
-    copied = set(overlap.target_ids.tolist())
-    new_ids = [i for i in range(n_target) if i not in copied]
-    decompositions: list[list[int]] = [[] for _ in range(n_target)]
-    for i, pieces in zip(new_ids, fvt_decompositions(source_tokenizer, target_tokenizer, new_ids)):
-        decompositions[i] = pieces
+    decompositions = new_token_decompositions(source_tokenizer, target_tokenizer, overlap)
     return fvt_combine(source_matrices, decompositions, overlap.target_ids, overlap.source_ids)
+
+
+@dataclass
+class FvtOptions:
+    """``fvt`` has no options: it needs nothing but the two tokenizers."""
+
+
+def fvt_method(inputs: MethodInputs, options: FvtOptions) -> MethodResult:
+    """The registered ``fvt``: the mean of the source rows that spell each new token."""
+    return fvt_combine(inputs.source_matrices, inputs.decompositions, inputs.overlap.target_ids,
+                       inputs.overlap.source_ids)

@@ -6,22 +6,24 @@ target-language space with orthogonal Procrustes fitted on a bilingual dictionar
 is then the softmax(cos / temperature)-weighted mix of the source rows of its k most similar source
 tokens. Target tokens whose string has no fastText n-gram at all are left to the shared fallback;
 special tokens of the source tokenizer that the target tokenizer also has are copied.
-The math (``procrustes``, ``wechsel_weights``, ``wechsel_combine``) is pure tensors; the rest is I/O.
+Everything here works on tensors, tokenizers and opened fastText models; reading the files is ``inputs.py``'s.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 
-from langadapt.errors import ConfigError, InputError
-from langadapt.progress import info
-from langadapt.transfer.apply import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodResult
+from langadapt.errors import ConfigError
+from langadapt.options import Count, PositiveFloat
+from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodInputs, MethodResult
 
 # Similarity scores per block of target tokens (bounds memory whatever the vocabulary sizes).
 BLOCK_ELEMENTS = 1 << 24
+# The reference's defaults: 10 neighbours, softmax at temperature 0.1.
+DEFAULT_K = 10
+DEFAULT_TEMPERATURE = 0.1
 
 
 def procrustes(source_points: torch.Tensor, target_points: torch.Tensor) -> torch.Tensor:
@@ -54,8 +56,8 @@ def top_k_neighbours(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
             torch.from_numpy(np.take_along_axis(cols, order, axis=-1)).long())
 
 
-def wechsel_weights(source_vectors: torch.Tensor, target_vectors: torch.Tensor, *, k: int = 10,
-                    temperature: float = 0.1, block_elements: int = BLOCK_ELEMENTS
+def wechsel_weights(source_vectors: torch.Tensor, target_vectors: torch.Tensor, *, k: int = DEFAULT_K,
+                    temperature: float = DEFAULT_TEMPERATURE, block_elements: int = BLOCK_ELEMENTS
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k neighbours and softmax weights of every target token among the source tokens.
 
@@ -85,8 +87,8 @@ def wechsel_combine(
     source_token_vectors: torch.Tensor,
     target_token_vectors: torch.Tensor,
     *,
-    k: int = 10,
-    temperature: float = 0.1,
+    k: int = DEFAULT_K,
+    temperature: float = DEFAULT_TEMPERATURE,
     copy_target_ids: torch.Tensor | None = None,
     copy_source_ids: torch.Tensor | None = None,
 ) -> "MethodResult":
@@ -129,32 +131,7 @@ def wechsel_combine(
     return MethodResult(matrices=matrices, origin=origin, details=details)
 
 
-# ----------------------------------------------------------------------------------------------- I/O
-
-
-def read_dictionary(path: str | Path) -> list[tuple[str, str]]:
-    """A bilingual word list as the wechsel package reads it: one ``source<TAB>target`` pair per line
-    (or two whitespace-separated words). Blank lines are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"WECHSEL --dictionary '{path}' does not exist; give a local bilingual word list "
-                         "(one 'source_word<TAB>target_word' per line)")
-    pairs = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2:
-                fields = line.split()
-            if len(fields) != 2:
-                raise InputError(f"WECHSEL --dictionary {path}, line {number}: expected two words (source<TAB>target), "
-                                 f"got {line[:60]!r}")
-            pairs.append((fields[0], fields[1]))
-    if not pairs:
-        raise InputError(f"WECHSEL --dictionary '{path}' is empty; it needs 'source_word<TAB>target_word' lines")
-    return pairs
+# -------------------------------------------------------------- token vectors from opened fastText models
 
 
 def dictionary_correspondences(dictionary: list[tuple[str, str]], source_model, target_model) -> list[tuple[str, str]]:
@@ -191,57 +168,23 @@ def shared_special_tokens(source_tokenizer, target_tokenizer) -> tuple[torch.Ten
             torch.tensor([source_vocab[t] for t in shared], dtype=torch.long))
 
 
-def _match_dimensions(source_model, target_model) -> None:
-    """Reduce the larger model to the smaller dimension by PCA, as fasttext.util.reduce_model does
-    (the reference means to, but reduces the source model in both branches)."""
-    dim = min(source_model.get_dimension(), target_model.get_dimension())
-    for model in (source_model, target_model):
-        if model.get_dimension() != dim:
-            info(f"WECHSEL: reducing a fastText model from {model.get_dimension()} to {dim} dimensions (PCA)")
-            model.reduce_dimension(dim)
+@dataclass
+class WechselOptions:
+    """Options of ``wechsel`` (its inputs, the fastText models and the dictionary: ``inputs.WordVectorInputs``)."""
+
+    wechsel_k: Count = DEFAULT_K
+    """wechsel: number of nearest source subwords per target subword."""
+    wechsel_temperature: PositiveFloat = DEFAULT_TEMPERATURE
+    """wechsel: softmax temperature over the neighbours' similarities."""
+
+    def __post_init__(self) -> None:
+        if self.wechsel_k < 1 or not self.wechsel_temperature > 0:
+            raise ConfigError(f"WECHSEL needs wechsel_k >= 1 and wechsel_temperature > 0, got wechsel_k={self.wechsel_k}, "
+                              f"wechsel_temperature={self.wechsel_temperature}")
 
 
-def wechsel_from_inputs(
-    source_tokenizer,
-    target_tokenizer,
-    source_matrices: list[torch.Tensor],
-    *,
-    source_fasttext: str,
-    target_fasttext: str,
-    dictionary: str,
-    k: int = 10,
-    temperature: float = 0.1,
-    seed: int = 0,
-) -> "MethodResult":
-    """WECHSEL with I/O: load both word-level fastText ``.bin`` models and the dictionary, align, combine.
-    ``seed`` is recorded; the method itself is deterministic (the fallback is the caller's)."""
-    from langadapt.transfer import fasttext_utils as ftu
-
-    started = time.perf_counter()
-    if not (source_fasttext and target_fasttext and dictionary):
-        raise InputError("WECHSEL needs --source-fasttext, --target-fasttext (word-level fastText .bin models of the "
-                         "two languages) and --dictionary (a bilingual word list)")
-    if k < 1 or temperature <= 0:
-        raise ConfigError(f"WECHSEL needs k >= 1 and temperature > 0 (got k={k}, temperature={temperature})")
-    pairs = read_dictionary(dictionary)
-    source_model = ftu.load_fasttext(source_fasttext, "WECHSEL --source-fasttext")
-    target_model = ftu.load_fasttext(target_fasttext, "WECHSEL --target-fasttext")
-    _match_dimensions(source_model, target_model)
-
-    correspondences = dictionary_correspondences(pairs, source_model, target_model)
-    if not correspondences:
-        raise InputError(f"WECHSEL: no pair of the dictionary '{dictionary}' has both words in the fastText "
-                         "vocabularies; check that the dictionary is source<TAB>target for these two models")
-    rotation = procrustes(ftu.word_vectors(source_model, [s for s, _ in correspondences]),
-                          ftu.word_vectors(target_model, [t for _, t in correspondences]))
-
-    source_vectors = ftu.word_vectors(source_model, token_strings(source_tokenizer)).double() @ rotation
-    target_vectors = ftu.word_vectors(target_model, token_strings(target_tokenizer)).double()
-    copy_target, copy_source = shared_special_tokens(source_tokenizer, target_tokenizer)
-    result = wechsel_combine(source_matrices, source_vectors, target_vectors, k=k, temperature=temperature,
-                             copy_target_ids=copy_target, copy_source_ids=copy_source)
-    result.details.update(dictionary=str(dictionary), dictionary_entries=len(pairs),
-                          alignment_pairs=len(correspondences), fasttext_dim=source_model.get_dimension(),
-                          source_fasttext=str(source_fasttext), target_fasttext=str(target_fasttext), seed=seed,
-                          seconds=round(time.perf_counter() - started, 3))
-    return result
+def wechsel_method(inputs: MethodInputs, options: WechselOptions) -> MethodResult:
+    """The registered ``wechsel``: top-k neighbours in the aligned fastText space."""
+    return wechsel_combine(inputs.source_matrices, inputs.source_word_vectors, inputs.target_word_vectors,
+                           k=options.wechsel_k, temperature=options.wechsel_temperature,
+                           copy_target_ids=inputs.copy_target_ids, copy_source_ids=inputs.copy_source_ids)

@@ -63,7 +63,9 @@ COMMANDS: list[Command] = [
             "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume.",
             examples=("--model {model} --tokenizer {tokenizer} --out-dir {out} --data.train '{\"en\": \"{store}\"}' "
                       "--data.val '{\"en\": \"{store}\"}' --data.block-size 32 --train.steps 2 "
-                      "--train.micro-batch-size 2 --train.global-batch-size 2",)),
+                      "--train.micro-batch-size 2 --train.global-batch-size 2",
+                      "--model {model} --out-dir {out} --data.train '{\"en\": \"{store}\"}' --data.block-size 32 "
+                      "--train.steps 3 --train.micro-batch-size 2 --train.global-batch-size 2 --resume {checkpoint}")),
     Command(("eval", "bpb"), "langadapt.eval.bpb:BpbArgs", "langadapt.eval.bpb:bpb_command",
             "Bits per byte (and perplexity, fertility) of a model on raw text.",
             examples=("--model {model} --input {text} --max-docs 5",

@@ -19,7 +19,7 @@ PLACEHOLDER_KINDS = {
     "store": "store",
     "fasttext_tokens": "fasttext", "fasttext_source": "fasttext", "fasttext_target": "fasttext",
     "dictionary": "dictionary",
-    "run": "run",
+    "run": "run", "checkpoint": "checkpoint",
     "tasks": "tasks",
     "qa_train": "task", "qa_eval": "task", "cls_train": "task", "cls_eval": "task",
 }
@@ -71,9 +71,10 @@ def build(root: Path) -> dict[str, Path]:
     code, _, err = run_cli("train", "--model", str(paths["model"]), "--out-dir", str(root / "run"),
                            "--data.train", json.dumps({"en": str(paths["store"])}), "--data.block-size", "32",
                            "--train.steps", "2", "--train.micro-batch-size", "2", "--train.global-batch-size", "2",
-                           "--log.every", "1")
+                           "--log.every", "1", "--checkpoint.every", "1")
     assert code == 0, err
     paths["run"] = root / "run"
+    paths["checkpoint"] = root / "run" / "checkpoints" / "step-2"
     paths["tasks"] = _lm_eval_tasks(root / "tasks", world.source_texts[:5])
     from tests.helpers_fasttext import train_bpe
 
@@ -213,6 +214,11 @@ CORRUPTIONS: dict[str, dict[str, Callable[[Path, dict], Path]]] = {
         "metrics-garbage": _in("metrics.jsonl", _garbage), "metrics-empty": _in("metrics.jsonl", _empty),
         "config-garbage": _in("config.yaml", _garbage), "missing": _missing, "empty-dir": _empty_dir,
         "wrong-kind": _instead("model"),
+    },
+    "checkpoint": {
+        "state-truncated": _in("state.pt", _truncate), "state-garbage": _in("state.pt", _garbage),
+        "trainer-state-garbage": _in("trainer_state.json", _garbage),
+        "weights-truncated": _in("model.safetensors", _truncate), "missing": _missing, "wrong-kind": _instead("model"),
     },
     "tasks": {"missing": _missing, "yaml-garbage": _in("*.yaml", _garbage)},
     "task": {"empty": _whole(_empty), "binary": _whole(_garbage), "missing": _missing, "wrong-kind": _instead("store")},

@@ -140,6 +140,8 @@ def check_model_dir(path: Path, role: str = "model") -> None:
         kind = what_is(path)
         raise InputError(f"{role} '{path}' has no config.json: it is {kind}, not a model directory")
     _read_json(path / "config.json", f"{role} config")
+    if (path / "generation_config.json").is_file():  # transformers would skip a damaged one with a log line
+        _read_json(path / "generation_config.json", f"{role} generation config")
     index = path / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(_read_json(index, f"{role} index").get("weight_map", {}).values()))

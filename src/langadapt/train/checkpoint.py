@@ -80,12 +80,23 @@ def resolve_resume(resume: str, out_dir: Path) -> Path:
 
 
 def load_checkpoint_state(path: Path, fingerprint: dict) -> tuple[dict, dict]:
-    meta = json.loads((path / STATE_FILE).read_text())
-    saved = meta["fingerprint"]
+    """The checkpoint's metadata and state, after checking it belongs to this run; a damaged file is an
+    ``InputError`` naming it (a checkpoint written atomically is only damaged by something outside the tool)."""
+    try:
+        meta = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        saved = meta["fingerprint"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InputError(f"checkpoint file '{path / STATE_FILE}' is damaged ({type(err).__name__}: {err}); resume "
+                         "from an earlier checkpoint (--resume DIR) or start again with --overwrite") from None
     diffs = [k for k in fingerprint if saved.get(k) != fingerprint[k]]
     if diffs:
         k = diffs[0]
         raise ConfigError(f"checkpoint {path} is from another run: its {k} is {saved.get(k)!r}, this config has "
                           f"{fingerprint[k]!r}; resume with the config it was saved with")
-    state = torch.load(path / "state.pt", weights_only=False)
+    try:
+        state = torch.load(path / "state.pt", weights_only=False)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError ... for a damaged file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"checkpoint file '{path / 'state.pt'}' is damaged ({first}); resume from an earlier "
+                         "checkpoint (--resume DIR) or start again with --overwrite") from None
     return meta, state

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-import typing
 from dataclasses import dataclass
 
 from langadapt.errors import UserError
@@ -34,18 +33,7 @@ def _method_components() -> list[type]:
     return [c for c in unique if not any(c is not other and issubclass(other, c) for other in unique)]
 
 
-def _choices_as_strings(cls):
-    """The parser reads ``Literal`` fields as plain strings, so that a wrong value reaches the options' own check,
-    whose message names the flag and the choices (the parser's own message for a Literal names neither)."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if typing.get_origin(hints[f.name]) is typing.Literal:
-            cls.__init__.__annotations__[f.name] = str
-    return cls
-
-
 # Field order in --help: the spec, then each method's inputs and options, then calibration and the run options.
-@_choices_as_strings
 @dataclass
 class TransferArgs(RunOptions, CalibrateOptions, *reversed(_method_components()), TransferSpec):
     def __post_init__(self) -> None:

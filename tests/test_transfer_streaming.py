@@ -194,7 +194,14 @@ def test_checkpoint_with_tensors_the_architecture_lacks_falls_back(tokenizers, t
 
 # ---- io/safetensors_stream on its own ------------------------------------------------------------------
 
-def test_write_checkpoint_replaces_in_the_source_dtype_and_copies_the_rest(tmp_path):
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "read-write"])
+def test_write_checkpoint_replaces_in_the_source_dtype_and_copies_the_rest(kernel_copy, tmp_path, monkeypatch):
+    if not kernel_copy:  # the path for systems without copy_file_range
+        def unsupported(*args):
+            raise OSError("copy_file_range: not supported")
+
+        monkeypatch.setattr("os.copy_file_range", unsupported, raising=False)
+        monkeypatch.setattr("langadapt.io.safetensors_stream.COPY_CHUNK", 5)  # many small pieces
     torch.manual_seed(0)
     tensors = {"a": torch.randn(4, 3).to(torch.bfloat16), "b": torch.arange(7), "c": torch.tensor(2.5),
                "d": torch.zeros(0, 5), "e": torch.rand(6) > 0.5, "f": torch.randn(2, 2, dtype=torch.float16)}

@@ -11,13 +11,14 @@ Reading goes through ``safetensors.safe_open`` (one tensor at a time). Writing c
 takes every tensor of a file in memory, and a 1 GB shard that holds the embedding matrix would cost 1 GB of RSS.
 So ``write_checkpoint`` copies a shard that nothing changes as a file, and writes a shard that holds a replaced
 tensor itself: a new header, then each tensor's bytes -- a replaced one from memory (in the dtype the source
-stored it in), every other one copied from the source file in ``COPY_CHUNK`` pieces, so it is bit-identical and
-never materialized. The files it writes open with ``safe_open`` and ``from_pretrained`` like any other.
+stored it in), every other one copied from the source file by the kernel (``copy_file_range``), so it is bit-identical
+and never materialized. The files it writes open with ``safe_open`` and ``from_pretrained`` like any other.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from langadapt.errors import InputError
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-COPY_CHUNK = 16 * 1024 ** 2  # bytes per read when a tensor is copied from file to file
+COPY_CHUNK = 64 * 1024 ** 2  # bytes per step when a tensor is copied from file to file
 
 # safetensors dtype names <-> torch dtypes (the names of the format's specification).
 DTYPES = {
@@ -133,15 +134,26 @@ def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
 
 
-def _copy_range(source, target, begin: int, end: int) -> None:
-    source.seek(begin)
-    left = end - begin
-    while left > 0:
-        chunk = source.read(min(COPY_CHUNK, left))
-        if not chunk:
-            raise InputError(f"weights file '{source.name}' is truncated (it ends inside a tensor)")
-        target.write(chunk)
-        left -= len(chunk)
+def _write_all(fd: int, data: memoryview) -> None:
+    while len(data):
+        data = data[os.write(fd, data):]
+
+
+def _copy_range(source: int, target: int, begin: int, end: int, name: str) -> None:
+    """Bytes ``begin:end`` of the file ``source`` appended to ``target`` (file descriptors): in the kernel
+    (``copy_file_range``) where the system allows it, else through a ``COPY_CHUNK`` buffer."""
+    offset = begin
+    while offset < end:
+        count = min(COPY_CHUNK, end - offset)
+        try:
+            done = os.copy_file_range(source, target, count, offset)
+        except (AttributeError, OSError):  # not Linux, or a file system without it
+            chunk = os.pread(source, count, offset)
+            _write_all(target, memoryview(chunk))
+            done = len(chunk)
+        if done == 0:
+            raise InputError(f"weights file '{name}' is truncated (it ends inside a tensor)")
+        offset += done
 
 
 def _write_shard(checkpoint: Checkpoint, file: str, replaced: dict[str, torch.Tensor], out: Path) -> int:
@@ -162,15 +174,14 @@ def _write_shard(checkpoint: Checkpoint, file: str, replaced: dict[str, torch.Te
         offset += size
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)  # the first tensor byte 8-aligned, as safetensors writes it
-    with open(checkpoint.root / file, "rb") as source, open(out / file, "wb") as target:
-        target.write(struct.pack("<Q", len(text)))
-        target.write(text)
+    with open(checkpoint.root / file, "rb") as source, open(out / file, "wb", buffering=0) as target:
+        _write_all(target.fileno(), memoryview(struct.pack("<Q", len(text)) + text))
         for name in names:
             if name in replaced:
-                target.write(_tensor_bytes(replaced[name]))
+                _write_all(target.fileno(), _tensor_bytes(replaced[name]))
             else:
                 entry = checkpoint.entries[name]
-                _copy_range(source, target, entry.begin, entry.end)
+                _copy_range(source.fileno(), target.fileno(), entry.begin, entry.end, str(checkpoint.root / file))
     return offset
 
 

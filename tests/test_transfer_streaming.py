@@ -233,3 +233,22 @@ def test_write_checkpoint_rejects_names_it_does_not_have(tmp_path):
 
 def test_no_safetensors_is_no_checkpoint(tmp_path):
     assert find_checkpoint(tmp_path) is None
+
+
+def test_a_hub_id_is_streamed_from_its_snapshot(tokenizers, tmp_path, monkeypatch):
+    """A Hub id: its safetensors and JSON files are fetched (or found in the cache) with snapshot_download."""
+    import huggingface_hub
+
+    source = _source(tmp_path, tokenizers, "gpt2", {}, SHARD)
+    calls = []
+
+    def snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        calls.append((repo_id, allow_patterns, kwargs))
+        return str(source)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setattr("langadapt.transfer.streaming.looks_local", lambda name: False)
+    monkeypatch.setattr("langadapt.transfer.streaming.resolve", lambda name, role: (name, {"local_files_only": True}))
+    opened = open_source("some-org/some-model")
+    assert isinstance(opened, StreamedSource) and opened.checkpoint.root == source
+    assert calls == [("some-org/some-model", ["*.json", "*.safetensors"], {"local_files_only": True})]

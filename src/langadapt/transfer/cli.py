@@ -19,6 +19,7 @@ from langadapt.transfer.calibrate import CalibrateOptions
 from langadapt.transfer.inputs import INPUT_KINDS
 from langadapt.transfer.registry import METHOD_LIST, get_method
 from langadapt.transfer.run import RunOptions, TransferSpec, transfer
+from langadapt.transfer.streaming import StreamOptions
 
 
 def _method_components() -> list[type]:
@@ -35,7 +36,7 @@ def _method_components() -> list[type]:
 
 # Field order in --help: the spec, then each method's inputs and options, then calibration and the run options.
 @dataclass
-class TransferArgs(RunOptions, CalibrateOptions, *reversed(_method_components()), TransferSpec):
+class TransferArgs(StreamOptions, RunOptions, CalibrateOptions, *reversed(_method_components()), TransferSpec):
     def __post_init__(self) -> None:
         """Nothing here: the chosen method's options are checked (and their errors given flag names) when
         ``transfer_command`` builds them; the other methods' options are ignored, as their defaults."""
@@ -43,7 +44,7 @@ class TransferArgs(RunOptions, CalibrateOptions, *reversed(_method_components())
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(TransferArgs))
 SPEC = frozenset(f.name for f in dataclasses.fields(TransferSpec))
-COMMON = frozenset(f.name for cls in (RunOptions, CalibrateOptions) for f in dataclasses.fields(cls))
+COMMON = frozenset(f.name for cls in (RunOptions, CalibrateOptions, StreamOptions) for f in dataclasses.fields(cls))
 
 
 def _flag(name: str) -> str:

@@ -19,7 +19,7 @@ from langadapt.config import pop_fields, save_config
 from langadapt.errors import ConfigError
 from langadapt.eval.bpb import load_texts
 from langadapt.io.atomic import atomic_dir
-from langadapt.io.models import load_config, load_model, load_tokenizer
+from langadapt.io.models import load_config, load_tokenizer
 from langadapt.options import ModelPath, OutDir, Seed, TokenizerPath
 from langadapt.progress import bars_enabled, info
 from langadapt.transfer.basic import fill_fallback
@@ -29,6 +29,7 @@ from langadapt.transfer.overlap import overlap_counts
 from langadapt.transfer.registry import Request, resolve
 from langadapt.transfer.report import TransferReport, write_model_card
 from langadapt.transfer.result import ORIGIN_NAMES
+from langadapt.transfer.streaming import StreamOptions, open_source
 from langadapt.transfer.surgery import (check_padding_positions, check_tokenizer_fits, is_tied,
                                         realign_padding_positions, set_special_token_ids, source_matrices,
                                         swap_matrices)
@@ -192,7 +193,7 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     tokenizer is used unless ``source_tokenizer`` is given). target_tokenizer: the new tokenizer (for methods with
     a helper model it defaults to the helper's and must equal it). out: output directory (written atomically).
     parameters: every flag of ``langadapt transfer`` with underscores: ``source_tokenizer``, ``seed``,
-    ``overwrite``, ``text_field``, ``calibrate``, ``calibrate_tokens`` and the method's own (e.g.
+    ``overwrite``, ``text_field``, ``calibrate``, ``calibrate_tokens``, ``in_memory`` and the method's own (e.g.
     ``helper_model``, ``clp_weights``, ``clp_top_k`` for clp; ``fasttext_model`` or ``corpus`` for focus;
     ``copy_overlap`` for the baselines). config: the resolved CLI arguments, saved as ``transfer_config.yaml``.
     """
@@ -201,6 +202,7 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     parameters = dict(parameters)
     run = pop_fields(RunOptions, parameters)
     calibration = pop_fields(CalibrateOptions, parameters)
+    streaming = pop_fields(StreamOptions, parameters)
     source_tokenizer = parameters.pop("source_tokenizer", None)
     if out is None:
         raise ConfigError("transfer needs an output directory (`out`)")
@@ -228,8 +230,8 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     else:
         target_tok = load_tokenizer(target_tokenizer)
     source_tok = load_tokenizer(source_tokenizer or source_model)
-    info(f"loading source model {source_model}")
-    model = load_model(source_model)
+    source = open_source(source_model, streaming, forward=calibration_texts is not None)
+    model = source.model
     if with_helper:
         request.inputs["helper"] = HelperInputs(open_helper(helper_model))
 
@@ -244,7 +246,7 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     report.target_tokenizer = str(target_tokenizer or helper_model)
     report.helper_model = str(helper_model) if helper_model is not None else None
     with atomic_dir(out, overwrite=run.overwrite) as tmp:
-        model.save_pretrained(tmp)
+        source.save(tmp)
         target_tok.save_pretrained(tmp)
         report.seconds["total"] = round(time.perf_counter() - started, 3)
         (tmp / "transfer_report.json").write_text(report.to_json(), encoding="utf-8")

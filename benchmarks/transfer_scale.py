@@ -1,0 +1,148 @@
+"""Transfer at a real model size: the streamed path (only the embedding matrices read, the rest copied through)
+against `cp -r` of the source directory and against the in-memory path (`--in-memory`: the whole model loaded and
+saved with save_pretrained, what `transfer` did before streaming).
+
+Builds once, under --workdir, a random-weight Llama from a config (d 2048, 24 layers, ffn 6144, vocab 32000,
+untied, bf16: 1.44B parameters, 2.9 GB), saved with max_shard_size=1GB; a target tokenizer of 32000 tokens that
+shares --overlap of them; and a GPT-2 helper (d 512, 1 layer) with the target tokenizer for clp. Then, one run each:
+
+  cp -r        the source directory copied (twice: the faster is the baseline)
+  start-up     `python -c "import langadapt.transfer.run, transformers.LlamaForCausalLM"` (part of every command)
+  mean         `langadapt transfer --method mean`, streamed and --in-memory
+  clp          `langadapt transfer --method clp --helper-model ...`, streamed and --in-memory; its method compute
+               alone is the report's seconds.method
+
+and prints wall time, peak RSS (each command under its own small Python parent) and the targets of issue 13:
+mean <= 1.5x cp; clp <= 1.5x cp + its method compute; peak RSS <= 1.25 x (source + target embedding matrices in
+fp32) + 0.75 GiB.
+
+    python benchmarks/transfer_scale.py
+    python benchmarks/transfer_scale.py --layers 4     # a quicker, smaller body
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from transfer_speed import SPECIALS, child_peak, make_tokenizer, synthetic_words  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+GIB = 1024 ** 3
+
+
+def build(workdir: Path, vocab: int, d: int, layers: int, ffn: int, overlap: float) -> dict:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    paths = {"source": workdir / "source", "helper": workdir / "helper", "target": workdir / "target-tok"}
+    stamp = workdir / "built.json"
+    spec = {"vocab": vocab, "d": d, "layers": layers, "ffn": ffn, "overlap": overlap}
+    if stamp.exists() and json.loads(stamp.read_text()) == spec:
+        return paths
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    n = vocab - len(SPECIALS)
+    words = synthetic_words(2 * n, seed=0)
+    shared = int(n * overlap)
+    source_tokens, target_tokens = words[:n], words[:shared] + words[n:2 * n - shared]
+    random.Random(1).shuffle(target_tokens)
+    make_tokenizer(source_tokens, paths["source"])
+    make_tokenizer(target_tokens, paths["helper"])
+    make_tokenizer(target_tokens, paths["target"])
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=ffn, num_hidden_layers=layers,
+                         num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
+                         tie_word_embeddings=False)
+    model = LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(paths["source"], max_shard_size="1GB")
+    del model
+    GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=512, n_layer=1, n_head=8,
+                               n_positions=512)).save_pretrained(paths["helper"])
+    stamp.write_text(json.dumps(spec))
+    return paths
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--d", type=int, default=2048)
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--ffn", type=int, default=6144)
+    parser.add_argument("--overlap", type=float, default=0.5, help="fraction of target tokens the source has")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "langadapt-transfer-scale")
+    args = parser.parse_args()
+
+    paths = build(args.workdir, args.vocab, args.d, args.layers, args.ffn, args.overlap)
+    source = paths["source"]
+    shards = sorted(p.name for p in source.glob("*.safetensors"))
+    n_params = args.vocab * args.d * 2 + args.layers * (4 * args.d ** 2 + 3 * args.d * args.ffn + 2 * args.d) + args.d
+    print(f"source: Llama d {args.d}, {args.layers} layers, ffn {args.ffn}, vocab {args.vocab}, untied, bf16: "
+          f"{n_params / 1e9:.2f}B parameters, {directory_bytes(source) / GIB:.2f} GiB in {len(shards)} shards; "
+          f"target vocab {args.vocab}, overlap {args.overlap:.0%}")
+
+    out = args.workdir / "out"
+    results = {}
+
+    def measure(name: str, argv: list[str]) -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, peak_gb = child_peak(argv)
+        report = out / "transfer_report.json"
+        timing = json.loads(report.read_text())["seconds"] if report.exists() else {}
+        results[name] = {"seconds": seconds, "peak_gib": peak_gb, "method_seconds": timing.get("method"),
+                         "transfer_seconds": timing.get("total")}
+        shutil.rmtree(out, ignore_errors=True)
+
+    measure("cp -r (1)", ["cp", "-r", str(source), str(out)])
+    measure("cp -r (2)", ["cp", "-r", str(source), str(out)])
+    measure("start-up", [sys.executable, "-c", "import langadapt.transfer.run; from transformers import "
+                         "LlamaForCausalLM, PreTrainedTokenizerFast"])
+    cli = [sys.executable, "-m", "langadapt.cli", "--quiet", "transfer", "--source-model", str(source), "--out",
+           str(out)]
+    mean = ["--method", "mean", "--target-tokenizer", str(paths["target"])]
+    clp = ["--method", "clp", "--helper-model", str(paths["helper"])]
+    measure("mean streamed", cli + mean)
+    measure("mean in memory", cli + mean + ["--in-memory"])
+    measure("clp streamed", cli + clp)
+    measure("clp in memory", cli + clp + ["--in-memory"])
+
+    cp = min(results["cp -r (1)"]["seconds"], results["cp -r (2)"]["seconds"])
+    embeddings_fp32 = 2 * 2 * args.vocab * args.d * 4  # input + output, source + target
+    rss_target = (1.25 * embeddings_fp32 + 0.75 * GIB) / GIB
+    print(f"\n{'command':18s} {'seconds':>8s} {'x cp':>6s} {'peak RSS GiB':>13s} {'transfer s':>11s} {'x cp':>6s} "
+          f"{'method s':>9s}")
+    for name, r in results.items():
+        extra = ""
+        if r["transfer_seconds"] is not None:
+            extra = f"{r['transfer_seconds']:11.1f} {r['transfer_seconds'] / cp:6.2f} {r['method_seconds']:9.1f}"
+        print(f"{name:18s} {r['seconds']:8.1f} {r['seconds'] / cp:6.2f} {r['peak_gib']:13.2f} {extra}")
+    print("(seconds: the whole command; transfer s: the report's seconds.total, from the call of transfer() to the "
+          "saved output, without the interpreter start-up and imports; method s: the method's own compute)")
+    clp_method = results["clp streamed"]["method_seconds"]
+    mean_s, clp_s = results["mean streamed"], results["clp streamed"]
+    print(f"\ntargets: mean streamed <= 1.5 x cp = {1.5 * cp:.1f} s: command {mean_s['seconds']:.1f} s, transfer "
+          f"{mean_s['transfer_seconds']:.1f} s (ratios {mean_s['seconds'] / cp:.2f}, "
+          f"{mean_s['transfer_seconds'] / cp:.2f}); "
+          f"clp streamed <= 1.5 x cp + method {clp_method:.1f} s = {1.5 * cp + clp_method:.1f} s: command "
+          f"{clp_s['seconds']:.1f} s, transfer {clp_s['transfer_seconds']:.1f} s; "
+          f"peak RSS <= {rss_target:.2f} GiB: mean {results['mean streamed']['peak_gib']:.2f}, "
+          f"clp {results['clp streamed']['peak_gib']:.2f} (in memory: {results['mean in memory']['peak_gib']:.2f}, "
+          f"{results['clp in memory']['peak_gib']:.2f}); start-up of every command "
+          f"{results['start-up']['seconds']:.1f} s")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

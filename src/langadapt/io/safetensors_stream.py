@@ -1,0 +1,211 @@
+"""Read a few tensors of a safetensors checkpoint, and write a copy of it with some tensors replaced, shard by
+shard, without ever holding the rest in memory.
+
+A checkpoint is ``model.safetensors``, or the shards named by ``model.safetensors.index.json``
+(``{"metadata": {"total_size": bytes}, "weight_map": {tensor name: shard file}}``). A safetensors file is an
+8-byte little-endian header length ``n``, ``n`` bytes of JSON (``{name: {"dtype", "shape", "data_offsets":
+[begin, end]}, "__metadata__": {...}}``, offsets relative to the end of the header, padded with spaces to a
+multiple of 8) and the tensor bytes, back to back.
+
+Reading goes through ``safetensors.safe_open`` (one tensor at a time). Writing cannot: ``safetensors.save_file``
+takes every tensor of a file in memory, and a 1 GB shard that holds the embedding matrix would cost 1 GB of RSS.
+So ``write_checkpoint`` copies a shard that nothing changes as a file, and writes a shard that holds a replaced
+tensor itself: a new header, then each tensor's bytes -- a replaced one from memory (in the dtype the source
+stored it in), every other one copied from the source file by the kernel (``copy_file_range``), so it is bit-identical
+and never materialized. The files it writes open with ``safe_open`` and ``from_pretrained`` like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from langadapt.errors import InputError
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+COPY_CHUNK = 64 * 1024 ** 2  # bytes per step when a tensor is copied from file to file
+
+# safetensors dtype names <-> torch dtypes (the names of the format's specification).
+DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tensor of a checkpoint: its file, dtype name, shape and byte range (from the start of the file)."""
+
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass
+class Checkpoint:
+    """The safetensors weights of a model directory: the files in order, every tensor's entry, and each file's
+    ``__metadata__``. ``sharded``: it has an index (the output then gets one too)."""
+
+    root: Path
+    files: list[str]
+    entries: dict[str, Entry]
+    metadata: dict[str, dict]
+    sharded: bool
+
+    def names_in(self, file: str) -> list[str]:
+        """The tensors of ``file``, in the order of their bytes."""
+        return sorted((n for n, e in self.entries.items() if e.file == file), key=lambda n: self.entries[n].begin)
+
+
+def read_header(path: Path) -> tuple[int, dict]:
+    """(offset of the first tensor byte, header JSON) of a safetensors file."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise InputError(f"weights file '{path}' is empty or truncated")
+        (n,) = struct.unpack("<Q", head)
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InputError(f"weights file '{path}' has a corrupted safetensors header") from None
+    return 8 + n, header
+
+
+def find_checkpoint(root: str | Path) -> Checkpoint | None:
+    """The safetensors checkpoint of the model directory ``root``, or None when it has none (a
+    ``pytorch_model.bin`` model, a variant, a directory of another kind)."""
+    root = Path(root)
+    if (root / INDEX_FILE).is_file():
+        try:
+            weight_map = json.loads((root / INDEX_FILE).read_text(encoding="utf-8"))["weight_map"]
+        except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+            raise InputError(f"'{root / INDEX_FILE}' is not a valid index (no weight_map); the file is corrupted")
+        files = list(dict.fromkeys(weight_map.values()))
+        sharded = True
+    elif (root / SINGLE_FILE).is_file():
+        weight_map, files, sharded = None, [SINGLE_FILE], False
+    else:
+        return None
+    entries: dict[str, Entry] = {}
+    metadata: dict[str, dict] = {}
+    for file in files:
+        if not (root / file).is_file():
+            raise InputError(f"model '{root}': shard '{file}' named in {INDEX_FILE} is missing")
+        start, header = read_header(root / file)
+        metadata[file] = header.pop("__metadata__", None) or {}
+        for name, info in header.items():
+            if info["dtype"] not in DTYPES:
+                return None  # a dtype torch cannot hold: let the in-memory path deal with it
+            begin, end = info["data_offsets"]
+            entries[name] = Entry(file, info["dtype"], tuple(info["shape"]), start + begin, start + end)
+    if weight_map is not None and {n: e.file for n, e in entries.items()} != weight_map:
+        raise InputError(f"model '{root}': {INDEX_FILE} does not match the tensors in its shards; the download is "
+                         "incomplete or mixed (download the model again)")
+    return Checkpoint(root, files, entries, metadata, sharded)
+
+
+def read_tensors(checkpoint: Checkpoint, names) -> dict[str, torch.Tensor]:
+    """The tensors ``names`` (in their stored dtype), read with ``safe_open``, one file open at a time."""
+    from safetensors import safe_open
+
+    out: dict[str, torch.Tensor] = {}
+    for file in checkpoint.files:
+        wanted = [n for n in names if checkpoint.entries[n].file == file]
+        if wanted:
+            with safe_open(str(checkpoint.root / file), framework="pt") as f:
+                for name in wanted:
+                    out[name] = f.get_tensor(name)
+    return out
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The little-endian bytes of a CPU tensor (this layout is what safetensors stores)."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while len(data):
+        data = data[os.write(fd, data):]
+
+
+def _copy_range(source: int, target: int, begin: int, end: int, name: str) -> None:
+    """Bytes ``begin:end`` of the file ``source`` appended to ``target`` (file descriptors): in the kernel
+    (``copy_file_range``) where the system allows it, else through a ``COPY_CHUNK`` buffer."""
+    offset = begin
+    while offset < end:
+        count = min(COPY_CHUNK, end - offset)
+        try:
+            done = os.copy_file_range(source, target, count, offset)
+        except (AttributeError, OSError):  # not Linux, or a file system without it
+            chunk = os.pread(source, count, offset)
+            _write_all(target, memoryview(chunk))
+            done = len(chunk)
+        if done == 0:
+            raise InputError(f"weights file '{name}' is truncated (it ends inside a tensor)")
+        offset += done
+
+
+def _write_shard(checkpoint: Checkpoint, file: str, replaced: dict[str, torch.Tensor], out: Path) -> int:
+    """Write ``file`` with the tensors of ``replaced`` swapped in; returns the bytes of its tensors."""
+    names = checkpoint.names_in(file)
+    header: dict[str, object] = {}
+    if checkpoint.metadata[file]:
+        header["__metadata__"] = checkpoint.metadata[file]
+    offset = 0
+    for name in names:
+        entry = checkpoint.entries[name]
+        if name in replaced:
+            size = replaced[name].numel() * replaced[name].element_size()
+            shape = list(replaced[name].shape)
+        else:
+            size, shape = entry.end - entry.begin, list(entry.shape)
+        header[name] = {"dtype": entry.dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the first tensor byte 8-aligned, as safetensors writes it
+    with open(checkpoint.root / file, "rb") as source, open(out / file, "wb", buffering=0) as target:
+        _write_all(target.fileno(), memoryview(struct.pack("<Q", len(text)) + text))
+        for name in names:
+            if name in replaced:
+                _write_all(target.fileno(), _tensor_bytes(replaced[name]))
+            else:
+                entry = checkpoint.entries[name]
+                _copy_range(source.fileno(), target.fileno(), entry.begin, entry.end, str(checkpoint.root / file))
+    return offset
+
+
+def write_checkpoint(checkpoint: Checkpoint, out: str | Path, replaced: dict[str, torch.Tensor]) -> dict:
+    """Write ``checkpoint`` into the directory ``out`` with the tensors of ``replaced`` (names of the checkpoint;
+    any shape, cast to the dtype the source stores them in): every other tensor bit-identical, shards that hold
+    no replaced tensor copied as files, the same file names, and an index when the source has one. Returns
+    ``{"copied": [files], "rewritten": [files]}``."""
+    out = Path(out)
+    unknown = sorted(set(replaced) - set(checkpoint.entries))
+    if unknown:
+        raise ValueError(f"tensors {unknown[:5]} are not in the checkpoint '{checkpoint.root}'")
+    replaced = {name: tensor.to(DTYPES[checkpoint.entries[name].dtype]) for name, tensor in replaced.items()}
+    copied, rewritten, total = [], [], 0
+    for file in checkpoint.files:
+        if any(checkpoint.entries[n].file == file for n in replaced):
+            total += _write_shard(checkpoint, file, replaced, out)
+            rewritten.append(file)
+        else:
+            shutil.copyfile(checkpoint.root / file, out / file)
+            total += sum(e.end - e.begin for e in checkpoint.entries.values() if e.file == file)
+            copied.append(file)
+    if checkpoint.sharded:
+        weight_map = {name: checkpoint.entries[name].file for name in sorted(checkpoint.entries)}
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (out / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return {"copied": copied, "rewritten": rewritten}

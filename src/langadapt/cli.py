@@ -43,6 +43,8 @@ COMMANDS: list[Command] = [
             positionals=(("store", None),)),
     Command(("transfer",), "langadapt.transfer.cli:TransferArgs", "langadapt.transfer.cli:transfer_command",
             "Swap a model's tokenizer and initialize the new embeddings (clp, focus, wechsel, fvt, mean, random, gaussian)."),
+    Command(("context", "extend"), "langadapt.context.cli:ContextExtendArgs", "langadapt.context.cli:extend_command",
+            "Extend a model's maximum input length: tile learned positions, convert to Longformer, or scale RoPE."),
     Command(("train",), "langadapt.train.config:TrainRunConfig", "langadapt.train.loop:train_command",
             "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume."),
     Command(("eval", "bpb"), "langadapt.eval.bpb:BpbArgs", "langadapt.eval.bpb:bpb_command",

@@ -121,10 +121,7 @@ def extend_learned_positions(model, max_positions: int) -> dict:
         raise ConfigError(f"the position table has {old.weight.shape[0]} rows but max_position_embeddings is "
                           f"{layout.rows}; the checkpoint and its config.json disagree")
     table = tile_rows(old.weight.detach(), layout.offset, max_positions)
-    new = torch.nn.Embedding(table.shape[0], table.shape[1], padding_idx=old.padding_idx,
-                             device=table.device, dtype=table.dtype)
-    new.weight.copy_(table)
-    new.weight.requires_grad_(old.weight.requires_grad)
+    new = torch.nn.Embedding.from_pretrained(table, freeze=not old.weight.requires_grad, padding_idx=old.padding_idx)
     setattr(parent, name, new)
     rows = table.shape[0]
     resized = []

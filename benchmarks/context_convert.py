@@ -14,7 +14,8 @@ attention  A small RoBERTa (--hidden, --layers, 4 heads) extended to 4096 tokens
            loss on all tokens, backward) at each length in --lengths, after one warm-up step; we report
            the median step time of --steps and the peak resident memory of the step above the memory
            before it (VmHWM, reset just before the step, minus VmRSS then). Full attention grows quadratically with
-           length, the Longformer linearly: the ratios at 4096 and the growth per doubling show it.
+           length, the Longformer linearly: the ratios at 4096 and the growth per doubling show it. Lengths
+           above 4096 extend the position tables further; eager runs only up to --eager-max.
 
     python benchmarks/context_convert.py                 # both
     python benchmarks/context_convert.py convert --repeats 3
@@ -96,7 +97,8 @@ def convert_benchmark(repeats: int, workdir: Path) -> dict:
     return {"parameters": params, "seconds": seconds, "median": median, "best": best}
 
 
-def attention_worker(variant: str, length: int, hidden: int, layers: int, window: int, steps: int) -> dict:
+def attention_worker(variant: str, length: int, hidden: int, layers: int, window: int, steps: int,
+                     max_positions: int) -> dict:
     """One process, one variant, one length: median step seconds and the peak RSS of the steps (MB)."""
     from transformers import LongformerForMaskedLM, RobertaConfig, RobertaForMaskedLM
 
@@ -110,10 +112,10 @@ def attention_worker(variant: str, length: int, hidden: int, layers: int, window
     model = RobertaForMaskedLM(config)
     model.set_attn_implementation("eager" if variant == "eager" else "sdpa")
     if variant == "longformer":
-        model, _ = convert_to_longformer(model, 4096, LongformerOptions(attention_window=window))
+        model, _ = convert_to_longformer(model, max_positions, LongformerOptions(attention_window=window))
         assert isinstance(model, LongformerForMaskedLM)
     else:
-        extend_learned_positions(model, 4096)
+        extend_learned_positions(model, max_positions)
     model.train()
     ids = torch.randint(5, 1000, (1, length))
 
@@ -140,38 +142,43 @@ def attention_worker(variant: str, length: int, hidden: int, layers: int, window
     return {"variant": variant, "length": length, "step_s": statistics.median(times), "peak_mb": peak}
 
 
-def attention_benchmark(lengths: list[int], hidden: int, layers: int, window: int, steps: int) -> list[dict]:
+def attention_benchmark(lengths: list[int], hidden: int, layers: int, window: int, steps: int,
+                        eager_max: int) -> list[dict]:
     results = []
+    max_positions = max(4096, *lengths)
     for length in lengths:
         for variant in ("longformer", "sdpa", "eager"):
+            if variant == "eager" and length > eager_max:
+                continue  # its L x L score matrices: gigabytes
             command = [sys.executable, __file__, "worker", variant, str(length), str(hidden), str(layers),
-                       str(window), str(steps)]
+                       str(window), str(steps), str(max_positions)]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             results.append(json.loads(output.strip().splitlines()[-1]))
-    print(f"attention: RoBERTa {layers} x {hidden} (4 heads) at 4096 positions; Longformer window {window}; "
+    print(f"attention: RoBERTa {layers} x {hidden} (4 heads) at {max_positions} positions; Longformer window {window}; "
           f"one training step (forward + backward), median of {steps}; peak RSS above the start of the step")
     print(f"  {'length':>6} {'variant':<10} {'step s':>8} {'peak MB':>8}")
     for r in results:
         print(f"  {r['length']:>6} {r['variant']:<10} {r['step_s']:8.3f} {r['peak_mb']:8.0f}")
     by = {(r["variant"], r["length"]): r for r in results}
-    longest = max(lengths)
     for full in ("eager", "sdpa"):
+        longest = max(length for variant, length in by if variant == full)
         lf, fa = by[("longformer", longest)], by[(full, longest)]
         print(f"  at {longest}: full attention ({full}) / Longformer: step time {fa['step_s'] / lf['step_s']:.2f}x, "
               f"peak memory {fa['peak_mb'] / lf['peak_mb']:.2f}x")
     for variant in ("longformer", "sdpa", "eager"):
-        growth = [f"{by[(variant, b)]['step_s'] / by[(variant, a)]['step_s']:.2f}x time, "
+        measured = [length for length in lengths if (variant, length) in by]
+        growth = [f"{a}->{b}: {by[(variant, b)]['step_s'] / by[(variant, a)]['step_s']:.2f}x time, "
                   f"{by[(variant, b)]['peak_mb'] / by[(variant, a)]['peak_mb']:.2f}x memory"
-                  for a, b in zip(lengths, lengths[1:])]
-        print(f"  {variant:<10} per doubling of length: {'; '.join(growth)}")
+                  for a, b in zip(measured, measured[1:])]
+        print(f"  {variant:<10} {'; '.join(growth)}")
     return results
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        variant, length, hidden, layers, window, steps = sys.argv[2], *map(int, sys.argv[3:8])
+        variant, length, hidden, layers, window, steps, max_positions = sys.argv[2], *map(int, sys.argv[3:9])
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-        print(json.dumps(attention_worker(variant, length, hidden, layers, window, steps)))
+        print(json.dumps(attention_worker(variant, length, hidden, layers, window, steps, max_positions)))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="both", choices=["both", "convert", "attention"])
@@ -181,6 +188,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--eager-max", type=int, default=4096, help="longest input for eager full attention")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -189,7 +197,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as workdir:
             convert_benchmark(args.repeats, Path(workdir))
     if args.what in ("both", "attention"):
-        attention_benchmark(args.lengths, args.hidden, args.layers, args.window, args.steps)
+        attention_benchmark(args.lengths, args.hidden, args.layers, args.window, args.steps, args.eager_max)
 
 
 if __name__ == "__main__":

@@ -406,3 +406,17 @@ def test_existing_output_is_refused_before_loading(bad_input_models, tmp_path):
     code, _, err = run_cli("context", "extend", "--model", str(bad_input_models / "roberta"), "--max-positions", "64",
                            "--out", str(tmp_path / "out"))
     assert code == 2 and "already exists" in err
+
+
+@pytest.mark.parametrize("method", ["tile", "longformer"])
+def test_extension_keeps_the_weights_dtype(method, tokenizers, tmp_path):
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    model = T.AutoModelForMaskedLM.from_config(encoder_config("roberta")).to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "src")
+    tokenizers["roberta"].save_pretrained(tmp_path / "src")
+    extend_context(str(tmp_path / "src"), str(tmp_path / "out"), NEW,
+                   longformer=LongformerOptions(attention_window=8) if method == "longformer" else None)
+    tensors = load_file(tmp_path / "out" / "model.safetensors")
+    assert {t.dtype for t in tensors.values()} == {torch.bfloat16}

@@ -171,8 +171,9 @@ def test_longformer_with_a_covering_window_matches_the_source(arch, tokenizers, 
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "longformer"
     lf = T.AutoModelForMaskedLM.from_pretrained(tmp_path / "out").eval()
     assert type(lf).__name__ == "LongformerForMaskedLM" and report["architecture"] == "LongformerForMaskedLM"
-    assert lf.config.attention_window == [2 * OLD] * 2 and lf.config.max_position_embeddings == 64 + 2 - (arch == "bert")
     pad = source.config.pad_token_id
+    assert lf.config.attention_window == [2 * OLD] * 2
+    assert lf.config.max_position_embeddings == 64 + pad + 1  # Longformer counts positions from pad id + 1
     ids, mask = random_batch(OLD, pad, lengths=[OLD, OLD - 5])  # up to the old maximum; window/2 >= length
     with torch.no_grad():
         reference = source(input_ids=ids, attention_mask=mask).logits

@@ -75,9 +75,10 @@ def test_long_context_mlm_recipe_trains_a_longformer(tmp_path, byte_bpe_tokenize
 def test_long_context_rope_recipe_trains_a_yarn_decoder(tmp_path, byte_bpe_tokenizer):
     tok = byte_bpe_tokenizer
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                 num_attention_heads=2, max_position_embeddings=OLD, bos_token_id=tok.bos_token_id,
-                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)).save_pretrained(tmp_path / "m")
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=OLD, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     extend_context(str(tmp_path / "m"), str(tmp_path / "yarn"), NEW, rope=RopeScaling(method="yarn"))
     store = tiny_store(tmp_path, tok, n_docs=60, val_docs=4, name="de")

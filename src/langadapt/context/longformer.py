@@ -32,8 +32,9 @@ LONGFORMER_SOURCES = {"roberta": "roberta", "xlm-roberta": "roberta", "camembert
 GLOBAL_PROJECTIONS = ("query_global", "key_global", "value_global")
 GLOBAL_TOKENS = ("cls", "question", "none")
 # BERT's masked-LM head under its Longformer (RoBERTa) names
-_BERT_HEAD = {"cls.predictions.transform.dense.": "lm_head.dense.", "cls.predictions.transform.LayerNorm.":
-              "lm_head.layer_norm.", "cls.predictions.decoder.": "lm_head.decoder.", "cls.predictions.bias": "lm_head.bias"}
+_BERT_HEAD = {"cls.predictions.transform.dense.": "lm_head.dense.",
+              "cls.predictions.transform.LayerNorm.": "lm_head.layer_norm.",
+              "cls.predictions.decoder.": "lm_head.decoder.", "cls.predictions.bias": "lm_head.bias"}
 # Config keys the Longformer config takes over from the source config unchanged.
 _SHARED_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                 "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "type_vocab_size",

@@ -11,8 +11,9 @@ DistilBERT, GPT-2, Longformer) reads token ``p`` (0-based) from row ``offset + p
 Extending to ``n`` tokens keeps the reserved rows and fills rows ``offset + p`` for ``p < n`` with
 trained row ``offset + (p mod old)``, ``old = rows - offset``: the trained block copied again and
 again, as the Longformer conversion recipe does (Beltagy et al. 2020 found copies far better than
-random new rows: the attention heads already know how to use the trained rows locally). Rows below the old maximum are the trained rows themselves, so a
-model given an input shorter than the old maximum computes exactly what it computed before.
+random new rows: the attention heads already know how to use the trained rows locally). Rows below
+the old maximum are the trained rows themselves, so a model given an input shorter than the old
+maximum computes exactly what it computed before.
 """
 
 from __future__ import annotations

@@ -63,7 +63,9 @@ def check_extension(config, max_positions: int, longformer: LongformerOptions | 
 def extend_model(model, max_positions: int, *, longformer: LongformerOptions | None = None,
                  rope: RopeScaling | None = None, sep_token_id: int | None = None):
     """Extend ``model`` to ``max_positions`` tokens. Tiling and RoPE change ``model`` in place; the
-    Longformer is a new model. Returns ``(model, report details)``."""
+    Longformer is a new model. Returns ``(model, report details)``. RoPE changes only the config: the
+    rotary modules built from the old one keep their frequencies until the model is saved and reloaded
+    (or rebuilt with ``from_config``)."""
     method = check_extension(model.config, max_positions, longformer, rope)
     if method == "tile":
         return model, extend_learned_positions(model, max_positions)
@@ -128,8 +130,8 @@ def extend_context(model: str, out: str, max_positions: int, *, tokenizer: str |
 _WHAT = {
     "tile": "its learned position table was tiled: the trained rows copied again and again up to the new length "
             "(reserved rows kept), as the Longformer recipe does",
-    "longformer": "it was converted to a Longformer (sliding-window attention with global attention for chosen tokens); "
-                  "the global query/key/value projections start as independent copies of the local ones and the "
+    "longformer": "it was converted to a Longformer (sliding-window attention with global attention for chosen "
+                  "tokens); the global query/key/value projections start as independent copies of the local ones and the "
                   "position table was tiled",
     "rope": "its rotary position frequencies were rescaled in the config (`rope_parameters`); no weight changed",
 }

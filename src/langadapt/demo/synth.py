@@ -333,7 +333,8 @@ def generate_meaning(rng: random.Random, inv: Inventory) -> Document:
 # introduced in the first sentences and referred to throughout.
 LONG_CAST = (3, 6)
 LONG_PROPS = (4, 8)
-LONG_CAST_SUBJECT = 0.7  # share of person subjects taken from the cast
+# subjects that are a cast member drawn uniformly (the base grammar mostly picks the first or the last one)
+LONG_CAST_SUBJECT = 0.385
 LONG_PROP_REFERENCE = 0.35  # share of noun phrases that refer back to one of the document's things
 
 
@@ -341,10 +342,11 @@ class _LongDocumentState(_DocumentState):
     """A long document whose later text depends on its beginning, far back.
 
     The cast (3-6 people, the only people it mentions) are the subjects of the first sentences, so each
-    is introduced with the full name early on and later called by first name or pronoun; and 4-8 of the topic's things, each with
-    one fixed attribute ("the red lamp"), are the first nouns mentioned and come back in a third of
-    the noun phrases, always with that attribute. Which first names, things and attributes occur deep
-    into the document is therefore predictable from its first sentences -- and only from them.
+    is introduced with the full name early on and later called by first name or pronoun; and 4-8 of
+    the topic's things, each with one fixed attribute ("the red lamp"), are the first nouns mentioned
+    and come back in a third of the noun phrases, always with that attribute. Which first names,
+    things and attributes occur deep into the document is therefore predictable from its first
+    sentences -- and only from them.
     """
 
     def __init__(self, rng: random.Random, inv: Inventory):
@@ -390,7 +392,7 @@ class _LongDocumentState(_DocumentState):
         if self.intro_people:  # the cast opens the document, one subject each
             person = self.intro_people.pop(0)
             return self._person_np(person), self.inv.person_verbs[person]
-        if self.rng.random() < 0.55 * LONG_CAST_SUBJECT:
+        if self.rng.random() < LONG_CAST_SUBJECT:
             person = self.rng.choice(self.heroes)
             return self._person_np(person), self.inv.person_verbs[person]
         return super()._subject()

@@ -366,7 +366,8 @@ def _format_buckets(results: dict[str, dict]) -> str:
     lines = [f"{'lang':<12} {'positions':>13} {'bits/byte':>9} {'tokens':>9}"]
     for lang, r in results.items():
         for row in r["by_position"]["buckets"]:
-            lines.append(f"{lang:<12} {row['start']:>6}-{row['end']:<6} {row['bits_per_byte']:>9.4f} {row['tokens']:>9}")
+            lines.append(f"{lang:<12} {row['start']:>6}-{row['end']:<6} {row['bits_per_byte']:>9.4f} "
+                         f"{row['tokens']:>9}")
     return "\n".join(lines)
 
 

@@ -402,6 +402,15 @@ def test_bad_input_exits_2_and_writes_nothing(argv, message, bad_input_models, t
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary sibling
 
 
+def test_a_tokenizer_larger_than_the_embedding_table_is_refused(bad_input_models, tmp_path):
+    big = byte_level_bpe(make_texts(300, seed=4), 260, ROBERTA_SPECIALS, ROBERTA_ROLES)
+    assert len(big) > 200
+    big.save_pretrained(tmp_path / "big")
+    code, _, err = run_cli("context", "extend", "--model", str(bad_input_models / "roberta"), "--tokenizer",
+                           str(tmp_path / "big"), "--max-positions", "64", "--out", str(tmp_path / "out"))
+    assert code == 2 and "embedding table only 200 rows" in err and not (tmp_path / "out").exists()
+
+
 def test_existing_output_is_refused_before_loading(bad_input_models, tmp_path):
     (tmp_path / "out").mkdir()
     code, _, err = run_cli("context", "extend", "--model", str(bad_input_models / "roberta"), "--max-positions", "64",

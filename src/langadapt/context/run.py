@@ -17,7 +17,7 @@ from pathlib import Path
 from langadapt.context.longformer import LongformerOptions, check_longformer_source, convert_to_longformer
 from langadapt.context.positions import extend_learned_positions, has_learned_positions, position_layout
 from langadapt.context.rope import RopeScaling, has_rope, scale_rope
-from langadapt.errors import ConfigError
+from langadapt.errors import ConfigError, InputError
 
 METHODS = ("tile", "longformer", "rope")
 
@@ -99,6 +99,10 @@ def extend_context(model: str, out: str, max_positions: int, *, tokenizer: str |
     method = check_extension(model_config, max_positions, longformer, rope)
     before = current_max_positions(model_config, method)
     tok = load_tokenizer(tokenizer or model)
+    rows = getattr(model_config, "vocab_size", None)
+    if rows is not None and len(tok) > rows:
+        raise InputError(f"the tokenizer '{tokenizer or model}' has {len(tok)} tokens but the model's embedding table "
+                         f"only {rows} rows; pass the tokenizer that belongs to the model (--tokenizer)")
     info(f"loading {model}")
     loaded = load_model(model, kind="masked" if method == "longformer" else "auto")
     source_type = loaded.config.model_type

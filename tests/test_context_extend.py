@@ -18,6 +18,7 @@ from langadapt.errors import ConfigError
 from tests.conftest import make_texts, run_cli
 from tests.helpers_transfer import byte_level_bpe
 
+VOCAB = 300  # the tiny models' vocabulary: the tokenizers trained here have up to 261 tokens
 OLD = 16  # the tiny encoders' trained maximum (tokens)
 NEW = 40  # not a multiple of OLD: the last copy is partial
 ROBERTA_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # pad id 1, as RoBERTa / XLM-R
@@ -31,13 +32,13 @@ BERT_ROLES = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", 
 @pytest.fixture(scope="module")
 def tokenizers():
     texts = make_texts(300, seed=3)
-    return {"roberta": byte_level_bpe(texts, 200, ROBERTA_SPECIALS, ROBERTA_ROLES),
-            "bert": byte_level_bpe(texts, 200, BERT_SPECIALS, BERT_ROLES)}
+    return {"roberta": byte_level_bpe(texts, 260, ROBERTA_SPECIALS, ROBERTA_ROLES),
+            "bert": byte_level_bpe(texts, 260, BERT_SPECIALS, BERT_ROLES)}
 
 
 def encoder_config(arch: str, max_tokens: int = OLD):
     """A tiny config of ``arch`` accepting ``max_tokens`` tokens (RoBERTa family: 2 more rows, pad id 1)."""
-    common = dict(vocab_size=200, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
+    common = dict(vocab_size=VOCAB, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=2,
                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     if arch in ("roberta", "xlm-roberta", "camembert"):
         cls = {"roberta": T.RobertaConfig, "xlm-roberta": T.XLMRobertaConfig, "camembert": T.CamembertConfig}[arch]
@@ -48,10 +49,10 @@ def encoder_config(arch: str, max_tokens: int = OLD):
     if arch == "electra":
         return T.ElectraConfig(**common, embedding_size=16, max_position_embeddings=max_tokens, pad_token_id=0)
     if arch == "distilbert":
-        return T.DistilBertConfig(vocab_size=200, dim=32, n_heads=2, hidden_dim=64, n_layers=2, dropout=0.0,
+        return T.DistilBertConfig(vocab_size=VOCAB, dim=32, n_heads=2, hidden_dim=64, n_layers=2, dropout=0.0,
                                   attention_dropout=0.0, max_position_embeddings=max_tokens, pad_token_id=0)
     if arch == "gpt2":
-        return T.GPT2Config(vocab_size=200, n_embd=32, n_head=2, n_layer=2, n_positions=max_tokens, bos_token_id=1,
+        return T.GPT2Config(vocab_size=VOCAB, n_embd=32, n_head=2, n_layer=2, n_positions=max_tokens, bos_token_id=1,
                             eos_token_id=2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     raise KeyError(arch)
 
@@ -70,7 +71,7 @@ def save_tiny(path, arch: str, tokenizers, seed: int = 0):
     return model
 
 
-def random_batch(length: int, pad_id: int, lengths=None, seed: int = 0, vocab: int = 200):
+def random_batch(length: int, pad_id: int, lengths=None, seed: int = 0, vocab: int = VOCAB):
     """Token ids avoiding the special ids 0-4, right-padded to ``length`` (rows of ``lengths`` tokens)."""
     g = torch.Generator().manual_seed(seed)
     lengths = lengths or [length]
@@ -232,7 +233,7 @@ THETA, ROPE_OLD, HEAD_DIM = 100.0, 64, 32  # a small theta so that YaRN's ramp s
 
 def save_rope_model(path, arch: str, tokenizers, **overrides):
     torch.manual_seed(0)
-    common = dict(vocab_size=200, hidden_size=64, num_attention_heads=2, intermediate_size=64, num_hidden_layers=1,
+    common = dict(vocab_size=VOCAB, hidden_size=64, num_attention_heads=2, intermediate_size=64, num_hidden_layers=1,
                   max_position_embeddings=ROPE_OLD, bos_token_id=0, eos_token_id=2, pad_token_id=1)
     if arch == "llama":
         config = T.LlamaConfig(**common, rope_parameters={"rope_type": "default", "rope_theta": THETA})
@@ -403,12 +404,12 @@ def test_bad_input_exits_2_and_writes_nothing(argv, message, bad_input_models, t
 
 
 def test_a_tokenizer_larger_than_the_embedding_table_is_refused(bad_input_models, tmp_path):
-    big = byte_level_bpe(make_texts(300, seed=4), 260, ROBERTA_SPECIALS, ROBERTA_ROLES)
-    assert len(big) > 200
+    big = byte_level_bpe(make_texts(300, seed=4), 400, ROBERTA_SPECIALS, ROBERTA_ROLES)
+    assert len(big) > VOCAB
     big.save_pretrained(tmp_path / "big")
     code, _, err = run_cli("context", "extend", "--model", str(bad_input_models / "roberta"), "--tokenizer",
                            str(tmp_path / "big"), "--max-positions", "64", "--out", str(tmp_path / "out"))
-    assert code == 2 and "embedding table only 200 rows" in err and not (tmp_path / "out").exists()
+    assert code == 2 and f"embedding table only {VOCAB} rows" in err and not (tmp_path / "out").exists()
 
 
 def test_existing_output_is_refused_before_loading(bad_input_models, tmp_path):
@@ -430,3 +431,23 @@ def test_extension_keeps_the_weights_dtype(method, tokenizers, tmp_path):
                    longformer=LongformerOptions(attention_window=8) if method == "longformer" else None)
     tensors = load_file(tmp_path / "out" / "model.safetensors")
     assert {t.dtype for t in tensors.values()} == {torch.bfloat16}
+
+
+def test_rope_copies_local_weights_unchanged_and_equals_the_load_path(tokenizers, tmp_path, monkeypatch):
+    import filecmp
+
+    import langadapt.context.run as run
+
+    save_rope_model(tmp_path / "src", "llama", tokenizers)
+    copied = extend_context(str(tmp_path / "src"), str(tmp_path / "copy"), 256, rope=RopeScaling(method="yarn"))
+    assert copied["weights"] == "copied unchanged" and copied["architecture"] == "LlamaForCausalLM"
+    assert filecmp.cmp(tmp_path / "src" / "model.safetensors", tmp_path / "copy" / "model.safetensors", shallow=False)
+    monkeypatch.setattr(run, "local_weight_files", lambda model: None)  # as for a Hub id: load and save
+    loaded = extend_context(str(tmp_path / "src"), str(tmp_path / "load"), 256, rope=RopeScaling(method="yarn"))
+    assert loaded["weights"] == "loaded and saved" and loaded["details"] == copied["details"]
+    a = T.AutoModelForCausalLM.from_pretrained(tmp_path / "copy").eval()
+    b = T.AutoModelForCausalLM.from_pretrained(tmp_path / "load").eval()
+    assert a.config.rope_parameters == b.config.rope_parameters
+    ids, _ = random_batch(2 * ROPE_OLD, 1)
+    with torch.no_grad():
+        assert torch.equal(a(input_ids=ids).logits, b(input_ids=ids).logits)

@@ -4,13 +4,15 @@
 convert to Longformer, scale RoPE); ``extend_context`` loads the model and tokenizer, checks
 everything it can from the config before reading any weight, and writes the output directory
 atomically: the model, the tokenizer (``model_max_length`` = the new maximum), ``context_report.json``
-and a model card.
+and a model card. RoPE scaling of a local safetensors model copies the weight files unchanged
+(a 7B decoder is not loaded into memory to change its config).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -74,6 +76,23 @@ def extend_model(model, max_positions: int, *, longformer: LongformerOptions | N
     return model, scale_rope(model.config, max_positions, rope)
 
 
+def local_weight_files(model: str) -> list[Path] | None:
+    """The safetensors weights (and index, generation config) of a local model directory; None otherwise (a Hub
+    id, or weights in another format): then the model is loaded and saved."""
+    directory = Path(model)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())) + [index.name]
+    elif (directory / "model.safetensors").is_file():
+        names = ["model.safetensors"]
+    else:
+        return None
+    if (directory / "generation_config.json").is_file():
+        names.append("generation_config.json")
+    paths = [directory / name for name in names]
+    return paths if all(path.is_file() for path in paths) else None
+
+
 def method_name(method: str, rope: RopeScaling | None) -> str:
     return f"rope-{rope.method}" if method == "rope" else method
 
@@ -103,22 +122,34 @@ def extend_context(model: str, out: str, max_positions: int, *, tokenizer: str |
     if rows is not None and len(tok) > rows:
         raise InputError(f"the tokenizer '{tokenizer or model}' has {len(tok)} tokens but the model's embedding table "
                          f"only {rows} rows; pass the tokenizer that belongs to the model (--tokenizer)")
-    info(f"loading {model}")
-    loaded = load_model(model, kind="masked" if method == "longformer" else "auto")
-    source_type = loaded.config.model_type
-    extended, details = extend_model(loaded, max_positions, longformer=longformer, rope=rope,
-                                     sep_token_id=tok.sep_token_id)
+    source_type = model_config.model_type
+    files = local_weight_files(model) if method == "rope" else None
+    if files is not None:  # RoPE changes only the config: copy the weight files as they are, load nothing
+        details = scale_rope(model_config, max_positions, rope)
+        new_config, architecture = model_config, (model_config.architectures or [source_type])[0]
+
+        def write_model(directory: Path) -> None:
+            for path in files:
+                shutil.copyfile(path, directory / path.name)
+            new_config.save_pretrained(directory)
+    else:
+        info(f"loading {model}")
+        loaded = load_model(model, kind="masked" if method == "longformer" else "auto")
+        extended, details = extend_model(loaded, max_positions, longformer=longformer, rope=rope,
+                                         sep_token_id=tok.sep_token_id)
+        new_config, architecture, write_model = extended.config, type(extended).__name__, extended.save_pretrained
     tok.model_max_length = max_positions
     report = {
         "method": method_name(method, rope), "source_model": str(model), "tokenizer": str(tokenizer or model),
-        "model_type_before": source_type, "model_type_after": extended.config.model_type,
-        "architecture": type(extended).__name__, "max_positions_before": before, "max_positions": max_positions,
-        "max_position_embeddings": extended.config.max_position_embeddings, "details": details,
+        "model_type_before": source_type, "model_type_after": new_config.model_type,
+        "architecture": architecture, "max_positions_before": before, "max_positions": max_positions,
+        "max_position_embeddings": new_config.max_position_embeddings, "details": details,
+        "weights": "copied unchanged" if files is not None else "loaded and saved",
         "tokenizer_model_max_length": max_positions, "langadapt_version": __version__, "seconds": {},
     }
     report["seconds"]["extend"] = round(time.perf_counter() - started, 3)
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        extended.save_pretrained(tmp)
+        write_model(tmp)
         tok.save_pretrained(tmp)
         report["seconds"]["total"] = round(time.perf_counter() - started, 3)
         (tmp / "context_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

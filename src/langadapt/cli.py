@@ -59,6 +59,11 @@ COMMANDS: list[Command] = [
                       "--fasttext-model {fasttext_tokens} --out {out}",
                       "--method wechsel --source-model {model} --target-tokenizer {target_tokenizer} --source-fasttext "
                       "{fasttext_source} --target-fasttext {fasttext_target} --dictionary {dictionary} --out {out}")),
+    Command(("context", "extend"), "langadapt.context.cli:ContextExtendArgs", "langadapt.context.cli:extend_command",
+            "Extend a model's maximum input length: tile learned positions, convert to Longformer, or scale RoPE.",
+            examples=("--model {model} --tokenizer {tokenizer} --max-positions 512 --rope yarn --out {out}",
+                      "--model {mlm_model} --max-positions 256 --out {out}",
+                      "--model {mlm_model} --max-positions 256 --longformer --attention-window 64 --out {out}")),
     Command(("train",), "langadapt.train.config:TrainRunConfig", "langadapt.train.loop:train_command",
             "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume.",
             examples=("--model {model} --tokenizer {tokenizer} --out-dir {out} --data.train '{\"en\": \"{store}\"}' "
@@ -389,11 +394,13 @@ def parse(command: Command, argv: list[str]):
     return args
 
 
-def _build(args_cls, values: dict):
+def _build(args_cls, values: dict, prefix: str = ""):
+    """The options dataclass from parsed values, nested ones first; ranges are checked before each class's
+    own ``__post_init__`` runs, so an out-of-range number is reported as that, naming its option."""
     import dataclasses
     import typing
 
-    from langadapt.options import nested_dataclass
+    from langadapt.options import check_values, nested_dataclass
 
     hints = typing.get_type_hints(args_cls)
     kwargs = {}
@@ -403,8 +410,9 @@ def _build(args_cls, values: dict):
         value = values[f.name]
         inner = nested_dataclass(hints[f.name])
         if inner is not None and isinstance(value, dict):
-            value = _build(inner, value)
+            value = _build(inner, value, prefix + f.name + ".")
         kwargs[f.name] = value
+    check_values(args_cls, kwargs, prefix)
     return args_cls(**kwargs)
 
 

@@ -167,6 +167,25 @@ def walk_options(cls: type, prefix: str = "") -> Iterator[OptionInfo]:
         yield OptionInfo(prefix + f.name, base, optional, pick(Range), pick(Input), pick(Output), f, cls)
 
 
+def check_values(cls: type, values: dict, prefix: str = "") -> None:
+    """``check_options`` on the values an options class is about to be built from, so that a range error is
+    reported as such before the class's own ``__post_init__`` checks run."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            _check_value(hints[f.name], values[f.name], prefix + f.name)
+
+
+def _check_value(hint, value, name: str) -> None:
+    base, _, meta = _strip(hint)
+    rng = next((m for m in meta if isinstance(m, Range)), None)
+    if rng is None or value is None or isinstance(value, bool):
+        return
+    wrong_type = not isinstance(value, (int, float)) or (base is int and not isinstance(value, int))
+    if wrong_type or not rng.allows(value):
+        raise OptionError(name, f"expected {rng.describe(base)}, got {value!r}")
+
+
 def check_options(obj: Any, prefix: str = "") -> None:
     """Every ``Range`` of a built options object holds; else ``ConfigError`` naming the field."""
     hints = typing.get_type_hints(type(obj), include_extras=True)
@@ -175,10 +194,4 @@ def check_options(obj: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             check_options(value, prefix + f.name + ".")
             continue
-        base, _, meta = _strip(hints[f.name])
-        rng = next((m for m in meta if isinstance(m, Range)), None)
-        if rng is None or value is None or isinstance(value, bool):
-            continue
-        wrong_type = not isinstance(value, (int, float)) or (base is int and not isinstance(value, int))
-        if wrong_type or not rng.allows(value):
-            raise OptionError(prefix + f.name, f"expected {rng.describe(base)}, got {value!r}")
+        _check_value(hints[f.name], value, prefix + f.name)

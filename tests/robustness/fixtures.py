@@ -15,7 +15,7 @@ from typing import Callable
 PLACEHOLDER_KINDS = {
     "text": "source", "text_target": "source", "parallel_a": "source", "parallel_b": "source",
     "tokenizer": "tokenizer", "target_tokenizer": "tokenizer",
-    "model": "model", "helper": "model",
+    "model": "model", "helper": "model", "mlm_model": "model",
     "store": "store",
     "fasttext_tokens": "fasttext", "fasttext_source": "fasttext", "fasttext_target": "fasttext",
     "dictionary": "dictionary",
@@ -62,6 +62,16 @@ def build(root: Path) -> dict[str, Path]:
         LlamaForCausalLM(config).save_pretrained(root / name)
         tok.save_pretrained(root / name)
         paths[name] = root / name
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    tok = world.source_tokenizer
+    torch.manual_seed(0)
+    RobertaForMaskedLM(RobertaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=4, max_position_embeddings=130, pad_token_id=tok.pad_token_id,
+                                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+                       ).save_pretrained(root / "mlm_model")
+    tok.save_pretrained(root / "mlm_model")
+    paths["mlm_model"] = root / "mlm_model"
     prepare_store(str(paths["text"]), world.source_tokenizer, root / "store", val_docs=20, workers=1)
     paths["store"] = root / "store"
     paths["fasttext_tokens"] = world.target_token_fasttext

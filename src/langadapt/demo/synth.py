@@ -19,6 +19,7 @@ different languages never coincide, except for the shared items.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import random
 import re
@@ -327,6 +328,89 @@ def generate_meaning(rng: random.Random, inv: Inventory) -> Document:
     """One document's meaning: 3-10 sentences on one topic about one or two people."""
     state = _DocumentState(rng, inv)
     return tuple(state.sentence() for _ in range(rng.randint(3, 10)))
+
+
+# Long documents (``min_doc_words``): a cast of people and a set of things with fixed attributes,
+# introduced in the first sentences and referred to throughout.
+LONG_CAST = (3, 6)
+LONG_PROPS = (4, 8)
+# subjects that are a cast member drawn uniformly (the base grammar mostly picks the first or the last one)
+LONG_CAST_SUBJECT = 0.385
+LONG_PROP_REFERENCE = 0.35  # share of noun phrases that refer back to one of the document's things
+
+
+class _LongDocumentState(_DocumentState):
+    """A long document whose later text depends on its beginning, far back.
+
+    The cast (3-6 people, the only people it mentions) are the subjects of the first sentences, so each
+    is introduced with the full name early on and later called by first name or pronoun; and 4-8 of
+    the topic's things, each with one fixed attribute ("the red lamp"), are the first nouns mentioned
+    and come back in a third of the noun phrases, always with that attribute. Which first names,
+    things and attributes occur deep into the document is therefore predictable from its first
+    sentences -- and only from them.
+    """
+
+    def __init__(self, rng: random.Random, inv: Inventory):
+        super().__init__(rng, inv)
+        cast: list[int] = []
+        size = rng.randint(*LONG_CAST)
+        for _ in range(100 * size):
+            person = inv.all_persons.pick(rng)
+            if person not in cast:
+                cast.append(person)
+            if len(cast) == size:
+                break
+        self.heroes = cast
+        self.intro_people = list(cast)
+        # every person the document mentions (subjects, objects, speakers) is one of the cast
+        self.inv = dataclasses.replace(inv, all_persons=zipf_sampler(cast, exponent=0.0))
+        things = inv.topic_things[self.topic] if inv.topic_things[self.topic].items else inv.all_things
+        props: dict[int, int] = {}
+        wanted = rng.randint(*LONG_PROPS)
+        for _ in range(100 * wanted):
+            if len(props) == wanted:
+                break
+            noun = rng.choice(things.items)
+            props.setdefault(noun, inv.noun_adjs[noun].pick(rng))
+        self.props = props
+        self.intro_props = list(props)
+
+    def _noun_np(self, kind: int, ident: int, adj_rate: float, plural_rate: float) -> NP:
+        if kind == NOUN:
+            same_kind = [n for n in self.props if self.inv.noun_animate[n] == self.inv.noun_animate[ident]]
+            pending = [n for n in self.intro_props if n in same_kind]
+            if pending:  # the document's things are the first ones mentioned
+                ident = pending[0]
+                self.intro_props.remove(ident)
+            elif same_kind and self.rng.random() < LONG_PROP_REFERENCE:
+                ident = self.rng.choice(same_kind)
+        np = super()._noun_np(kind, ident, adj_rate, plural_rate)
+        if kind == NOUN and ident in self.props:
+            np = np._replace(adj=self.props[ident])
+        return np
+
+    def _subject(self) -> tuple[NP, Sampler]:
+        if self.intro_people:  # the cast opens the document, one subject each
+            person = self.intro_people.pop(0)
+            return self._person_np(person), self.inv.person_verbs[person]
+        if self.rng.random() < LONG_CAST_SUBJECT:
+            person = self.rng.choice(self.heroes)
+            return self._person_np(person), self.inv.person_verbs[person]
+        return super()._subject()
+
+
+def generate_long_meaning(rng: random.Random, inv: Inventory, min_words: int,
+                          count_words: Callable[[Sentence], int]) -> Document:
+    """A long document's meaning (:class:`_LongDocumentState`): sentences until ``count_words`` of them add up
+    to ``min_words``."""
+    state = _LongDocumentState(rng, inv)
+    sentences: list[Sentence] = []
+    words = 0
+    while words < min_words:
+        sentence = state.sentence()
+        sentences.append(sentence)
+        words += count_words(sentence)
+    return tuple(sentences)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -891,24 +975,36 @@ class _Budget:
         self.bytes = None if n_docs is not None else int((mb if mb is not None else DEFAULT_MB) * MB)
 
 
-def iter_parallel(langs: Sequence[str] | str | int = DEFAULT_LANGS, seed: int = 0) -> Iterator[tuple[str, ...]]:
+def iter_parallel(langs: Sequence[str] | str | int = DEFAULT_LANGS, seed: int = 0,
+                  min_doc_words: int | None = None) -> Iterator[tuple[str, ...]]:
     """An endless stream of parallel documents: tuple ``t`` with ``t[j]`` in language ``j``.
 
     The meaning of document ``i`` depends only on ``seed`` and ``i``; language ``j`` only on ``seed`` and ``j``.
+    ``min_doc_words``: long documents (:func:`generate_long_meaning`) of at least that many words in
+    language 0 (the count is taken there whatever languages are written, so the meanings stay the same).
     """
     languages = [get_language(j, seed) for j in range(len(resolve_langs(langs)))]
     inv = build_inventory(seed)
-    rng = random.Random(f"langadapt-synth/documents/{seed}")
+    if min_doc_words is None:
+        rng = random.Random(f"langadapt-synth/documents/{seed}")
+        while True:
+            meaning = generate_meaning(rng, inv)
+            yield tuple(language.render(meaning) for language in languages)
+    if isinstance(min_doc_words, bool) or min_doc_words < 1:
+        raise ConfigError(f"--min-doc-words must be a positive number of words, got {min_doc_words}")
+    first = get_language(0, seed)
+    rng = random.Random(f"langadapt-synth/long-documents/{seed}/{min_doc_words}")
     while True:
-        meaning = generate_meaning(rng, inv)
+        meaning = generate_long_meaning(rng, inv, min_doc_words, lambda s: len(first.render((s,)).split()))
         yield tuple(language.render(meaning) for language in languages)
 
 
-def _generate(labels: list[str], budget: _Budget, seed: int, emit: Callable[[str, tuple[str, ...]], None]) -> None:
+def _generate(labels: list[str], budget: _Budget, seed: int, emit: Callable[[str, tuple[str, ...]], None],
+              min_doc_words: int | None = None) -> None:
     """Feed (split, parallel texts) to ``emit``: the validation documents first, then train."""
     from langadapt.progress import progress
 
-    stream = iter_parallel(labels, seed)
+    stream = iter_parallel(labels, seed, min_doc_words)
     for _ in range(budget.val_docs):
         emit("val", next(stream))
     if budget.n_docs is not None:
@@ -927,30 +1023,36 @@ def _generate(labels: list[str], budget: _Budget, seed: int, emit: Callable[[str
 
 
 def generate_languages(langs: Sequence[str] | str | int = DEFAULT_LANGS, n_docs: int | None = None,
-                       mb: float | None = None, seed: int = 0,
-                       val_docs: int = DEFAULT_VAL_DOCS) -> dict[str, dict[str, list[str]]]:
+                       mb: float | None = None, seed: int = 0, val_docs: int = DEFAULT_VAL_DOCS,
+                       min_doc_words: int | None = None) -> dict[str, dict[str, list[str]]]:
     """Parallel corpora: ``{lang: {"train": [...], "val": [...]}}``.
 
     ``n_docs`` train documents, or enough for ``mb`` MB of train text per language on average over
     the languages (default 1 MB). The ``val_docs`` validation documents come first in the stream.
-    Deterministic for a seed.
+    ``min_doc_words``: long documents with long-range structure (:func:`iter_parallel`). Deterministic for a seed.
     """
     labels = resolve_langs(langs)
     budget = _Budget(n_docs, mb, val_docs)
+    _check_min_doc_words(min_doc_words)
     out: dict[str, dict[str, list[str]]] = {label: {"train": [], "val": []} for label in labels}
 
     def emit(split: str, texts: tuple[str, ...]) -> None:
         for label, text in zip(labels, texts):
             out[label][split].append(text)
 
-    _generate(labels, budget, seed, emit)
+    _generate(labels, budget, seed, emit, min_doc_words)
     return out
+
+
+def _check_min_doc_words(min_doc_words: int | None) -> None:
+    if min_doc_words is not None and (isinstance(min_doc_words, bool) or min_doc_words < 1):
+        raise ConfigError(f"--min-doc-words must be a positive number of words, got {min_doc_words}")
 
 
 def write_languages(out_dir: str | Path, langs: Sequence[str] | str | int = DEFAULT_LANGS,
                     n_docs: int | None = None, mb: float | None = None, seed: int = 0,
                     val_docs: int = DEFAULT_VAL_DOCS, overwrite: bool = False,
-                    config: object | None = None) -> dict[str, dict]:
+                    config: object | None = None, min_doc_words: int | None = None) -> dict[str, dict]:
     """Write ``<out>/<lang>/{train,val}.jsonl`` (``{"text": ...}`` per line), ``<out>/lexicon.tsv``
     (concept and its citation form in every language) and ``<out>/synth.json``, atomically; also
     ``config.yaml`` when ``config`` (a dataclass) is given. Returns per-language stats: documents
@@ -960,6 +1062,7 @@ def write_languages(out_dir: str | Path, langs: Sequence[str] | str | int = DEFA
 
     labels = resolve_langs(langs)
     budget = _Budget(n_docs, mb, val_docs)  # validated before anything is created
+    _check_min_doc_words(min_doc_words)
     stats = {label: {"train_docs": 0, "val_docs": 0, "train_bytes": 0, "val_bytes": 0, "sample": ""}
              for label in labels}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -979,13 +1082,14 @@ def write_languages(out_dir: str | Path, langs: Sequence[str] | str | int = DEFA
                     if split == "train" and not entry["sample"]:
                         entry["sample"] = text.split(". ")[0].rstrip(".") + "."
 
-            _generate(labels, budget, seed, emit)
+            _generate(labels, budget, seed, emit, min_doc_words)
         finally:
             for handle in handles.values():
                 handle.close()
         _write_lexicon_table(tmp / "lexicon.tsv", labels, seed)
         (tmp / "synth.json").write_text(json.dumps(
             {"langs": labels, "seed": seed, "val_docs": val_docs, "docs": n_docs, "mb": mb,
+             "min_doc_words": min_doc_words,
              "grammars": {label: vars(get_language(j, seed).grammar) for j, label in enumerate(labels)},
              "stats": stats}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         if config is not None:
@@ -1021,6 +1125,10 @@ class SynthArgs:
     """Validation documents per language (the first documents of the stream)."""
     seed: Seed = 0
     """Seed of the meanings and of the languages' grammars and word forms."""
+    min_doc_words: Optional[Count] = None
+    """Long documents of at least this many words (e.g. 3000: several thousand tokens) with long-range structure:
+    a cast and a set of things introduced in the first sentences and referred to throughout (for long-context
+    training and BPB by position)."""
     overwrite: bool = False
     """Replace --out if it exists."""
 
@@ -1031,7 +1139,8 @@ def synth_command(args: SynthArgs) -> int:
     labels = resolve_langs(args.langs)
     info(f"generating {len(labels)} parallel languages ({', '.join(labels)}), seed {args.seed}")
     stats = write_languages(args.out, labels, n_docs=args.docs, mb=args.mb, seed=args.seed,
-                            val_docs=args.val_docs, overwrite=args.overwrite, config=args)
+                            val_docs=args.val_docs, overwrite=args.overwrite, config=args,
+                            min_doc_words=args.min_doc_words)
     width = max(len(label) for label in labels)
     print(f"{'lang':<{width}}  {'order':<5}  {'train docs':>10}  {'train MB':>8}  {'val docs':>8}  sample")
     for j, label in enumerate(labels):

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from langadapt.errors import InputError
-from langadapt.options import Count, ModelPath, NonNegativeInt, SourcePath, TokenizerPath
+from langadapt.eval.by_position import PositionTally, bucket_table, token_bytes
+from langadapt.options import Count, ModelPath, NonNegativeInt, OutDir, SourcePath, TokenizerPath
 from langadapt.progress import info, progress
 from langadapt.threads import apply_threads
 
@@ -47,12 +48,14 @@ def _windows(n_tokens: int, max_length: int, stride: int) -> list[tuple[int, int
 
 @torch.no_grad()
 def document_nll(model, docs: Sequence[Sequence[int]], *, start_id: int, max_length: int | None = None,
-                 stride: int | None = None, batch_size: int = 8, device=None) -> tuple[float, int]:
+                 stride: int | None = None, batch_size: int = 8, device=None,
+                 tally: PositionTally | None = None) -> tuple[float, int]:
     """Summed natural-log NLL over every token of every document, and the number of tokens scored.
 
     Each document is scored with ``start_id`` (BOS; EOS when there is no BOS) prepended and no EOS
     appended. Documents longer than the context use a sliding window with ``stride``: each token is
-    scored exactly once, with as much context as fits.
+    scored exactly once, with as much context as fits. ``tally`` receives every token's NLL with its
+    document, token index and position in its window (``by_position``).
     """
     device = device if device is not None else next(model.parameters()).device
     max_length = max_length or context_length(model) or 1 << 30
@@ -60,13 +63,13 @@ def document_nll(model, docs: Sequence[Sequence[int]], *, start_id: int, max_len
         raise ValueError("max_length must be >= 2")
     stride = stride or max(1, max_length // 2)
     stride = min(stride, max_length - 1)
-    pieces: list[tuple[list[int], int]] = []  # (window ids, index of the first scored position)
-    for doc in docs:
+    pieces: list[tuple[list[int], int, int, int]] = []  # (window ids, first scored index, document, window begin)
+    for d, doc in enumerate(docs):
         seq = [int(start_id), *map(int, doc)]
         if len(seq) < 2:
             continue
         for begin, end, first in _windows(len(seq), max_length, stride):
-            pieces.append((seq[begin:end], first - begin))
+            pieces.append((seq[begin:end], first - begin, d, begin))
     pieces.sort(key=lambda p: len(p[0]))
     was_training = model.training
     model.eval()
@@ -74,16 +77,26 @@ def document_nll(model, docs: Sequence[Sequence[int]], *, start_id: int, max_len
     try:
         for i in progress(range(0, len(pieces), batch_size), desc="scoring", unit="batch"):
             batch = pieces[i:i + batch_size]
-            input_ids, attention = _right_padded([ids for ids, _ in batch])
+            input_ids, attention = _right_padded([ids for ids, *_ in batch])
             labels = torch.full(input_ids.shape, -100, dtype=torch.long)
-            for row, (ids, first) in enumerate(batch):
+            for row, (ids, first, _, _) in enumerate(batch):
                 labels[row, first:len(ids)] = input_ids[row, first:len(ids)]
             logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
             # position t predicts token t+1
             shift_logits = logits[:, :-1].float()
             shift_labels = labels[:, 1:].to(device)
-            total += F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                                     ignore_index=-100, reduction="sum").item()
+            flat_logits, flat_labels = shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1)
+            if tally is None:
+                total += F.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="sum").item()
+            else:
+                nll = F.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="none").view(
+                    shift_labels.shape)
+                rows, cols = (shift_labels != -100).nonzero(as_tuple=True)
+                positions = cols.cpu() + 1  # the predicted token's index in the window
+                doc_ids = torch.tensor([batch[r][2] for r in rows.tolist()], dtype=torch.long)
+                begins = torch.tensor([batch[r][3] for r in rows.tolist()], dtype=torch.long)
+                tally.add(doc_ids, begins + positions - 1, positions, nll[rows, cols])  # -1: the start token
+                total += float(nll[rows, cols].double().sum())
             count += int((shift_labels != -100).sum())
     finally:
         model.train(was_training)
@@ -133,11 +146,12 @@ def _mlm_windows(n: int, width: int, stride: int) -> list[tuple[int, int, int, i
 @torch.no_grad()
 def pseudo_log_likelihood(model, docs: Sequence[Sequence[int]], *, mask_id: int, prefix_ids: Sequence[int] = (),
                           suffix_ids: Sequence[int] = (), max_length: int | None = None, stride: int | None = None,
-                          batch_size: int = 32, device=None) -> tuple[float, int]:
+                          batch_size: int = 32, device=None, tally: PositionTally | None = None) -> tuple[float, int]:
     """Summed pseudo-NLL of a masked LM: every content token masked in turn and predicted from the rest.
 
     Each window is ``prefix_ids + content + suffix_ids`` (e.g. [CLS] ... [SEP]); one forward row per
-    scored token, batched. Returns (nll_sum, tokens_scored) like :func:`document_nll`.
+    scored token, batched. Returns (nll_sum, tokens_scored) like :func:`document_nll`; ``tally``
+    receives every token's pseudo-NLL with its document, token index and position in its window.
     """
     device = device if device is not None else next(model.parameters()).device
     prefix, suffix = [int(i) for i in prefix_ids], [int(i) for i in suffix_ids]
@@ -146,12 +160,12 @@ def pseudo_log_likelihood(model, docs: Sequence[Sequence[int]], *, mask_id: int,
     if width < 1:
         raise ValueError("max_length leaves no room for content tokens")
     stride = max(1, min(stride or max(1, width // 2), width))
-    rows: list[tuple[tuple[int, ...], int]] = []  # (window ids, masked position)
-    for doc in docs:
+    rows: list[tuple[tuple[int, ...], int, int, int]] = []  # (window ids, masked position, document, token)
+    for d, doc in enumerate(docs):
         doc = [int(t) for t in doc]
         for begin, end, lo, hi in _mlm_windows(len(doc), width, stride):
             ids = tuple(prefix + doc[begin:end] + suffix)
-            rows.extend((ids, len(prefix) + j - begin) for j in range(lo, hi))
+            rows.extend((ids, len(prefix) + j - begin, d, j) for j in range(lo, hi))
     rows.sort(key=lambda r: len(r[0]))
     was_training = model.training
     model.eval()
@@ -159,14 +173,19 @@ def pseudo_log_likelihood(model, docs: Sequence[Sequence[int]], *, mask_id: int,
     try:
         for i in progress(range(0, len(rows), batch_size), desc="PLL", unit="batch"):
             batch = rows[i:i + batch_size]
-            input_ids, attention = _right_padded([ids for ids, _ in batch])
+            input_ids, attention = _right_padded([ids for ids, *_ in batch])
             arange = torch.arange(len(batch))
-            positions = torch.tensor([p for _, p in batch])
+            positions = torch.tensor([p for _, p, _, _ in batch])
             targets = input_ids[arange, positions].clone()
             input_ids[arange, positions] = mask_id
             logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
             picked = logits[arange.to(device), positions.to(device)].float()
-            total += F.cross_entropy(picked, targets.to(device), reduction="sum").item()
+            if tally is None:
+                total += F.cross_entropy(picked, targets.to(device), reduction="sum").item()
+            else:
+                nll = F.cross_entropy(picked, targets.to(device), reduction="none")
+                tally.add(torch.tensor([d for *_, d, _ in batch]), torch.tensor([j for *_, j in batch]), positions, nll)
+                total += float(nll.double().sum())
     finally:
         model.train(was_training)
     return total, len(rows)
@@ -198,11 +217,13 @@ def _special_frame(tokenizer) -> tuple[list[int], list[int]]:
 
 def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None = None,
                   max_length: int | None = None, stride: int | None = None, batch_size: int = 8,
-                  device=None) -> dict:
+                  device=None, by_position: int | None = None) -> dict:
     """BPB, token perplexity and fertility of ``model`` on raw ``texts``.
 
     Causal LMs: exact NLL (:func:`document_nll`). Masked LMs: pseudo-log-likelihood
     (:func:`pseudo_log_likelihood`), reported with ``"scoring": "pll"`` — not comparable with causal BPB.
+    by_position: also report BPB per bucket of this many positions (``by_position.bucket_table``) under
+    ``"by_position"``.
     """
     from langadapt.io.models import is_masked_lm_config
 
@@ -213,24 +234,35 @@ def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise InputError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding table has "
                          f"{model.get_input_embeddings().num_embeddings}; pass the tokenizer that belongs to the model")
-    docs = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    tally = None
+    if by_position is not None:
+        if by_position < 1:
+            raise InputError(f"--by-position must be >= 1 (tokens per bucket), got {by_position}")
+        if not getattr(tokenizer, "is_fast", False):
+            raise InputError("--by-position needs a fast tokenizer (character offsets give each token its bytes)")
+        tally = PositionTally()
+        encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        docs = encoded["input_ids"]
+        doc_bytes = [token_bytes(text, offsets) for text, offsets in zip(texts, encoded["offset_mapping"])]
+    else:
+        docs = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     if masked:
         if tokenizer.mask_token_id is None:
             raise InputError("the tokenizer has no mask token, so a masked LM cannot be scored (pseudo-log-likelihood)")
         prefix, suffix = _special_frame(tokenizer)
         nll, count = pseudo_log_likelihood(model, docs, mask_id=tokenizer.mask_token_id, prefix_ids=prefix,
                                            suffix_ids=suffix, max_length=max_length, stride=stride,
-                                           batch_size=batch_size * 4, device=device)
+                                           batch_size=batch_size * 4, device=device, tally=tally)
     else:
         start_id = causal_start_id(tokenizer)
         if start_id is None:
             raise InputError("the tokenizer has neither a BOS nor an EOS token to start documents with; "
                              "set bos_token in its tokenizer_config.json")
         nll, count = document_nll(model, docs, start_id=start_id, max_length=max_length, stride=stride,
-                                  batch_size=batch_size, device=device)
+                                  batch_size=batch_size, device=device, tally=tally)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     n_words = sum(len(t.split()) for t in texts)
-    return {
+    result = {
         "bits_per_byte": nll_to_bpb(nll, n_bytes),
         "scoring": "pll" if masked else "causal",
         "token_perplexity": math.exp(nll / count) if count else float("nan"),
@@ -242,6 +274,10 @@ def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None
         "tokens_per_word": count / max(n_words, 1),
         "bytes_per_token": n_bytes / max(count, 1),
     }
+    if tally is not None:
+        result["by_position"] = {"bucket": by_position, "max_length": max_length or context_length(model),
+                                 "buckets": bucket_table(tally, doc_bytes, by_position)}
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +309,14 @@ class BpbArgs:
     """torch device (default: cuda if available, else cpu)."""
     json: bool = False
     """Print one JSON object instead of a table."""
+    by_position: Optional[Count] = None
+    """Also report BPB per bucket of this many positions (0-B, B-2B, ...; position = tokens of context before a
+    token in its window): the curve that shows whether a model uses a longer context. Give long documents."""
+    out: Optional[OutDir] = None
+    """Directory to write the results to: bpb.json, and with --by-position by_position.png (one curve per
+    language)."""
+    overwrite: bool = False
+    """Replace --out if it exists."""
     threads: NonNegativeInt = 1
     """torch CPU threads (0: one per core). One is fastest on a shared machine (docs/train.md)."""
 
@@ -313,6 +357,29 @@ def load_model_and_tokenizer(model_name: str, tokenizer_name: str | None = None,
     return load(model_name, tokenizer_name, device)
 
 
+def _format_buckets(results: dict[str, dict]) -> str:
+    lines = [f"{'lang':<12} {'positions':>13} {'bits/byte':>9} {'tokens':>9}"]
+    for lang, r in results.items():
+        for row in r["by_position"]["buckets"]:
+            lines.append(f"{lang:<12} {row['start']:>6}-{row['end']:<6} {row['bits_per_byte']:>9.4f} "
+                         f"{row['tokens']:>9}")
+    return "\n".join(lines)
+
+
+def write_results(out: str, summary: dict, results: dict[str, dict], overwrite: bool = False) -> None:
+    """``out/bpb.json`` (+ ``by_position.png`` when by-position results are there), atomically."""
+    from langadapt.eval.by_position import plot_by_position
+    from langadapt.io.atomic import atomic_dir
+
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "bpb.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if all("by_position" in r for r in results.values()):
+            first = next(iter(results.values()))["by_position"]
+            plot_by_position({lang: r["by_position"]["buckets"] for lang, r in results.items()},
+                             tmp / "by_position.png", title=f"{summary['model']}: bits per byte by position "
+                             f"(buckets of {first['bucket']})")
+
+
 def _format_table(results: dict[str, dict]) -> str:
     header = f"{'lang':<12} {'scoring':<7} {'bits/byte':>9} {'tok ppl':>10} {'tok/word':>8} {'bytes/tok':>9} {'docs':>6} {'tokens':>9}"
     lines = [header]
@@ -338,13 +405,17 @@ def bpb_command(args: BpbArgs) -> int:
             raise InputError(f"{name} must be >= 1, got {value}")
     if args.max_length is not None and args.max_length < 2:
         raise InputError(f"--max-length must be >= 2, got {args.max_length}")
+    if args.by_position is not None and args.by_position < 1:
+        raise InputError(f"--by-position must be >= 1 (tokens per bucket), got {args.by_position}")
+    if args.out is not None and Path(args.out).exists() and not args.overwrite:
+        raise InputError(f"output '{args.out}' already exists; choose another path or pass --overwrite")
     texts = {lang: load_texts(src, args.text_field, args.max_docs) for lang, src in zip(langs, sources)}
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.device)
     results = {}
     for lang, docs in texts.items():
         info(f"scoring {len(docs)} documents of {lang}")
         results[lang] = bits_per_byte(model, tokenizer, docs, max_length=args.max_length, stride=args.stride,
-                                      batch_size=args.batch_size)
+                                      batch_size=args.batch_size, by_position=args.by_position)
     total_nll = sum(r["nll_sum"] for r in results.values())
     total_bytes = sum(r["bytes"] for r in results.values())
     summary = dict(next(iter(results.values()))) if len(results) == 1 else {
@@ -353,10 +424,14 @@ def bpb_command(args: BpbArgs) -> int:
         "bytes": total_bytes,
     }
     summary.update(model=args.model, languages=results)
+    if args.out is not None:
+        write_results(args.out, summary, results, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(summary, indent=None))
     else:
         print(_format_table(results))
+        if args.by_position is not None:
+            print(_format_buckets(results))
         if results and next(iter(results.values()))["scoring"] == "pll":
             print("(masked LM: pseudo-log-likelihood bits per byte; not comparable with causal BPB)")
     return 0

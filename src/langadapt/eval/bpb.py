@@ -198,11 +198,12 @@ def _special_frame(tokenizer) -> tuple[list[int], list[int]]:
 
 def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None = None,
                   max_length: int | None = None, stride: int | None = None, batch_size: int = 8,
-                  device=None) -> dict:
+                  device=None, id_map=None) -> dict:
     """BPB, token perplexity and fertility of ``model`` on raw ``texts``.
 
     Causal LMs: exact NLL (:func:`document_nll`). Masked LMs: pseudo-log-likelihood
     (:func:`pseudo_log_likelihood`), reported with ``"scoring": "pll"`` — not comparable with causal BPB.
+    ``id_map`` (a cloned language's map, base id -> clone id) rewrites the tokenized text before scoring.
     """
     from langadapt.io.models import is_masked_lm_config
 
@@ -214,6 +215,8 @@ def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None
         raise InputError(f"tokenizer has {len(tokenizer)} tokens but the model's embedding table has "
                          f"{model.get_input_embeddings().num_embeddings}; pass the tokenizer that belongs to the model")
     docs = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    if id_map is not None:
+        docs = [[int(id_map[i]) for i in doc] for doc in docs]
     if masked:
         if tokenizer.mask_token_id is None:
             raise InputError("the tokenizer has no mask token, so a masked LM cannot be scored (pseudo-log-likelihood)")
@@ -275,6 +278,9 @@ class BpbArgs:
     """Print one JSON object instead of a table."""
     threads: NonNegativeInt = 1
     """torch CPU threads (0: one per core). One is fastest on a shared machine (docs/train.md)."""
+    clone: Optional[Count] = None
+    """Score the text as clone k (1-based) of a run trained with data.clones: its ids go through the run's saved
+    clone map (clones.json beside --model or in its run directory)."""
 
 
 def split_list(value: list[str] | str | None) -> list[str]:
@@ -338,13 +344,21 @@ def bpb_command(args: BpbArgs) -> int:
             raise InputError(f"{name} must be >= 1, got {value}")
     if args.max_length is not None and args.max_length < 2:
         raise InputError(f"--max-length must be >= 2, got {args.max_length}")
+    id_map = None
+    if args.clone is not None:
+        from langadapt.data.mixture import clone_language, load_clone_maps
+
+        id_map, record = load_clone_maps(args.model, args.clone)
+        if args.lang is None:
+            langs = [clone_language(record["base"], args.clone) for _ in sources] if len(sources) == 1 else \
+                [f"{lang}_clone{args.clone}" for lang in langs]
     texts = {lang: load_texts(src, args.text_field, args.max_docs) for lang, src in zip(langs, sources)}
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.device)
     results = {}
     for lang, docs in texts.items():
         info(f"scoring {len(docs)} documents of {lang}")
         results[lang] = bits_per_byte(model, tokenizer, docs, max_length=args.max_length, stride=args.stride,
-                                      batch_size=args.batch_size)
+                                      batch_size=args.batch_size, id_map=id_map)
     total_nll = sum(r["nll_sum"] for r in results.values())
     total_bytes = sum(r["bytes"] for r in results.values())
     summary = dict(next(iter(results.values()))) if len(results) == 1 else {

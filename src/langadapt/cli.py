@@ -88,6 +88,18 @@ COMMANDS: list[Command] = [
             "Fine-tune sentence(-pair) classification or regression; accuracy/F1/Matthews or Pearson/Spearman per set.",
             examples=("--model {model} --tokenizer {tokenizer} --train {cls_train} --eval en={cls_eval} --out {out} "
                       "--steps 2 --batch-size 4 --max-seq-length 32",)),
+    Command(("experiment", "imbalance"), "langadapt.experiments.imbalance:ImbalanceArgs",
+            "langadapt.experiments.imbalance:imbalance_command",
+            "Language-imbalance sweep: one run per p_clone (or schedule) of a language and its clone, BPB per "
+            "language and similarity per checkpoint, report.md + plots.",
+            examples=("--base '{\"model\": \"{model}\", \"data\": {\"train\": {\"en\": \"{store}\"}, "
+                      "\"block_size\": 32, \"clones\": {\"num_clones\": 1}}, \"train\": {\"steps\": 2, "
+                      "\"micro_batch_size\": 2, \"global_batch_size\": 2}, \"checkpoint\": {\"every\": 1}, "
+                      "\"eval\": {\"batch_size\": 4}}' --p-clone 0.5 --similarity-pairs 2 --out {out}",
+                      "--base '{\"model\": \"{model}\", \"data\": {\"train\": {\"en\": \"{store}\"}, "
+                      "\"block_size\": 32, \"clones\": {\"num_clones\": 1}}, \"train\": {\"steps\": 2, "
+                      "\"micro_batch_size\": 2, \"global_batch_size\": 2}, \"checkpoint\": {\"every\": 2}}' "
+                      "--p-clone 0.1 --similarity-text {parallel_a} --similarity-pairs 2 --no-gradients --out {out}")),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report.",
             examples=("--out {out} --methods mean,clp --adapt-steps 2 --calibrate false --source-model {model} "

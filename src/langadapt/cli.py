@@ -42,6 +42,10 @@ COMMANDS: list[Command] = [
             "Train a BPE / SentencePiece-style BPE / Unigram tokenizer; print its fertility.",
             examples=("--input {text} --out {out} --vocab-size 300 --val-docs 10",
                       "--input {text} --out {out} --vocab-size 300 --val-docs 10 --like {tokenizer}")),
+    Command(("tokenizer", "merge"), "langadapt.tokenizer.merge:MergeArgs", "langadapt.tokenizer.merge:merge_command",
+            "Merge two tokenizers into one id space (A's ids, then B's new tokens); each part still encodes its "
+            "language (data prepare --part).",
+            positionals=(("tokenizers", "+"),), examples=("{tokenizer} {target_tokenizer} --names en,de --out {out}",)),
     Command(("data", "prepare"), "langadapt.data.prepare:PrepareArgs", "langadapt.data.prepare:prepare_command",
             "Tokenize a source into a token store (train/val .bin + .idx + meta.json).",
             examples=("--input {text} --tokenizer {tokenizer} --out {out} --val-docs 10 --workers 1",)),

@@ -35,6 +35,9 @@ class DataArgs:
     """BOS before each document."""
     add_eos: bool = True
     """EOS after each document."""
+    allow_tokenizer_mismatch: bool = False
+    """Train on stores written with another tokenizer than the model's (refused by default: their ids would be
+    read as the wrong tokens)."""
 
 
 @dataclass

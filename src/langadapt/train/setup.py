@@ -16,7 +16,7 @@ import torch
 
 from langadapt.config import to_yaml
 from langadapt.data.mixture import MappedSplit, clone_language, save_clone_maps
-from langadapt.errors import ConfigError
+from langadapt.errors import ConfigError, StoreError
 from langadapt.io.models import check_vocab_fits, load_config, load_model, load_tokenizer
 from langadapt.progress import info, warn
 from langadapt.train import rundir
@@ -195,11 +195,7 @@ def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size:
     from langadapt.tokenizer.identity import tokenizer_hash
 
     stores = {lang: TokenStore.open(path) for lang, path in cfg.data.train.items()}
-    expected = tokenizer_hash(tokenizer)
-    for lang, store in stores.items():
-        if store.meta.get("tokenizer", {}).get("hash") != expected:
-            info(f"warning: store for '{lang}' was written with tokenizer {store.meta.get('tokenizer')}, "
-                 f"not with the model's tokenizer (hash {expected})")
+    check_store_tokenizers(cfg, stores, tokenizer_hash(tokenizer))
     d = cfg.data
     clones = d.clones
     base_vocab = max(len(tokenizer), max(s.vocab_size for s in stores.values()))
@@ -225,6 +221,28 @@ def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size:
         for c, mapping in enumerate(loader.clone_maps, 1):
             val[clone_language(loader.clone_base, c)] = MappedSplit(val[loader.clone_base], mapping)
     return loader, val
+
+
+def check_store_tokenizers(cfg: TrainRunConfig, stores: dict, expected: str) -> None:
+    """Every store was written with the model's tokenizer (or, merged, through one of its parts), else a
+    one-line error — unless data.allow_tokenizer_mismatch, then a warning."""
+    from langadapt.tokenizer.merge import accepted_store_hashes, part_written_alone
+
+    where = cfg.tokenizer or cfg.model
+    accepted = accepted_store_hashes(where, expected)
+    for lang, store in stores.items():
+        written = store.meta.get("tokenizer", {}) or {}
+        if written.get("hash") in accepted:
+            continue
+        alone = part_written_alone(where, written.get("hash"))
+        fix = (f"re-prepare it through the merged tokenizer: data prepare --tokenizer {where} --part {alone}"
+               if alone else "prepare it with the model's tokenizer (or set data.allow_tokenizer_mismatch: true)")
+        message = (f"the store for '{lang}' was written with tokenizer '{written.get('name')}' (hash "
+                   f"{written.get('hash')}), not the model's (hash {expected}), so its ids would be read as other "
+                   f"tokens; {fix}")
+        if not cfg.data.allow_tokenizer_mismatch:
+            raise StoreError(message)
+        warn(message.split("; ")[0] + " (data.allow_tokenizer_mismatch: true)")
 
 
 def add_language_embeddings(model, n_languages: int) -> None:

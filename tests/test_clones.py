@@ -193,3 +193,25 @@ def test_bad_inputs(tmp_path, parts, trained):
         code, err, out = _train(root, model, store, "bad-run", extra=extra)
         _one_line(code, err, needle)
         assert not out.exists()
+
+
+def test_resume_keeps_the_grown_model_and_the_same_map(parts, byte_bpe_tokenizer):
+    """A run resumed from a grown checkpoint (no second resize) ends exactly like the uninterrupted run."""
+    import shutil
+
+    root, model, store = parts
+    code, err, straight = _train(root, model, store, "run-straight", steps=6,
+                                 extra=("--checkpoint.every", "2", "--checkpoint.keep-last", "10"))
+    assert code == 0, err
+    out = root / "run-resume"
+    shutil.copytree(straight, out)
+    shutil.rmtree(out / "final")
+    shutil.rmtree(out / "checkpoints" / "step-6")  # as if killed after step 4's checkpoint
+    code, err, _ = _train(root, model, store, "run-resume", steps=6,
+                          extra=("--resume", "latest", "--checkpoint.every", "2", "--checkpoint.keep-last", "10"))
+    assert code == 0, err
+    assert np.array_equal(np.load(out / "final" / "clone_maps.npy"), np.load(straight / "final" / "clone_maps.npy"))
+    resumed = AutoModelForCausalLM.from_pretrained(out / "final").get_input_embeddings().weight
+    uninterrupted = AutoModelForCausalLM.from_pretrained(straight / "final").get_input_embeddings().weight
+    assert resumed.shape[0] == 2 * len(byte_bpe_tokenizer)
+    assert torch.allclose(resumed, uninterrupted, atol=1e-6)

@@ -104,6 +104,11 @@ COMMANDS: list[Command] = [
                       "\"block_size\": 32, \"clones\": {\"num_clones\": 1}}, \"train\": {\"steps\": 2, "
                       "\"micro_batch_size\": 2, \"global_batch_size\": 2}, \"checkpoint\": {\"every\": 2}}' "
                       "--p-clone 0.1 --similarity-text {parallel_a} --similarity-pairs 2 --no-gradients --out {out}")),
+    Command(("experiment", "word2vec"), "langadapt.experiments.word2vec:Word2VecArgs",
+            "langadapt.experiments.word2vec:word2vec_command",
+            "gensim word2vec on a language mixed with its clone: token-clone alignment (NN accuracy, cosine) vs "
+            "p_clone.",
+            examples=("--store {store} --out {out} --p-clone 0.5 --tokens 2000 --block-size 32 --dim 8 --workers 1",)),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report.",
             examples=("--out {out} --methods mean,clp --adapt-steps 2 --calibrate false --source-model {model} "

@@ -215,3 +215,24 @@ def test_resume_keeps_the_grown_model_and_the_same_map(parts, byte_bpe_tokenizer
     uninterrupted = AutoModelForCausalLM.from_pretrained(straight / "final").get_input_embeddings().weight
     assert resumed.shape[0] == 2 * len(byte_bpe_tokenizer)
     assert torch.allclose(resumed, uninterrupted, atol=1e-6)
+
+
+def test_mlm_clone_validation_copy_init_equals_the_base(tmp_path):
+    """MLM: with copied clone rows (input, output and bias), the clone's masked-token loss at step 0 is the base's."""
+    import yaml
+
+    from tests.helpers_eval import word_tokenizer
+
+    tok = word_tokenizer()
+    model = tiny_model_dir(tmp_path, tok, kind="bert")
+    store = tiny_store(tmp_path, tok, n_docs=40, val_docs=6)
+    cfg = {"model": str(model), "out_dir": str(tmp_path / "run"),
+           "data": {"train": {"de": str(store)}, "block_size": 32,
+                    "clones": {"num_clones": 1, "frac_clone": 1.0, "init": "copy"}},
+           "train": {"objective": "mlm", "steps": 2, "micro_batch_size": 2, "global_batch_size": 2},
+           "eval": {"batch_size": 2}, "log": {"every": 1}}
+    (tmp_path / "mlm.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run_cli("train", "--config", str(tmp_path / "mlm.yaml"))
+    assert code == 0, err
+    first = read_metrics(tmp_path / "run")[0]
+    assert math.isclose(first["val_mlm_loss/de_clone1"], first["val_mlm_loss/de"], rel_tol=1e-5)

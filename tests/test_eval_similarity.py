@@ -38,7 +38,7 @@ def test_real_pairs_match_direct_computation(tok):
     model = tiny_causal(tok, seed=1)
     a = make_texts(5, seed=30, min_words=2, max_words=5)
     b = make_texts(5, seed=31, min_words=3, max_words=6)
-    result = compare_parallel(model, tok, a, b, batch_size=2, gradients=False)
+    result = compare_parallel(model, tok, a, b, batch_size=2, gradients=False, matching="per_layer")
     assert not result["cloned"] and result["position"] is None and result["matching_method"] == "hungarian"
     start = tok.eos_token_id if tok.eos_token_id is not None else None
     prefix = [start] if start is not None else []
@@ -72,8 +72,8 @@ def test_identical_sides_are_fully_similar_and_gradients_match_direct(tok, byte_
     for key in ("position", "mean_pool", "matching"):
         assert all(abs(v - 1) < 1e-5 for v in same[key])
     assert all(v is None or abs(v - 1) < 1e-5 for v in same["gradients"].values())
-    # gradients of real pairs: direct, one sentence at a time, summed token NLL
-    result = compare_parallel(model, byte_bpe_tokenizer, a, b, batch_size=4)
+    # pooled gradients of real pairs: direct, one sentence at a time, summed token NLL
+    result = compare_parallel(model, byte_bpe_tokenizer, a, b, batch_size=4, gradient_mode="pooled")
 
     def direct(texts):
         model.zero_grad()
@@ -151,3 +151,84 @@ def test_cli_outputs_and_bad_inputs(tmp_path, byte_bpe_tokenizer):
         code, _, err = run_cli("eval", "similarity", *argv, "--out", str(tmp_path / "x"))
         _one_line_error(code, err)
         assert needle in err
+
+
+def _brute_force_layer_mean_matching(hx, hy):
+    """Every one-to-one assignment of the shorter side, scored on the layer-averaged cosine; the best one's
+    per-layer mean cosine (xling-imbalance's max_matching)."""
+    sims = [F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).T for x, y in zip(hx, hy)]
+    mean = sum(sims) / len(sims)
+    flip = mean.shape[0] > mean.shape[1]
+    if flip:
+        mean, sims = mean.T, [s.T for s in sims]
+    n, m = mean.shape
+    best = max(itertools.permutations(range(m), n), key=lambda perm: sum(mean[i, j].item() for i, j in enumerate(perm)))
+    return [sum(s[i, j].item() for i, j in enumerate(best)) / n for s in sims]
+
+
+def test_layer_mean_matching_is_the_reference_definition(tok):
+    from langadapt.eval.similarity import compare_parallel
+
+    model = tiny_causal(tok, seed=5)
+    a = make_texts(4, seed=70, min_words=2, max_words=5)
+    b = make_texts(4, seed=71, min_words=3, max_words=6)
+    result = compare_parallel(model, tok, a, b, batch_size=3, gradients=False)
+    assert result["matching_on"] == "layer_mean"
+    per_layer = compare_parallel(model, tok, a, b, batch_size=3, gradients=False, matching="per_layer")
+    expected = [[] for _ in result["layers"]]
+    for x, y in zip(a, b):
+        k = len(_prefix(tok))
+        hx = [h[0, k:] for h in _hidden(model, _prefix(tok) + tok.encode(x, add_special_tokens=False))]
+        hy = [h[0, k:] for h in _hidden(model, _prefix(tok) + tok.encode(y, add_special_tokens=False))]
+        for layer, value in enumerate(_brute_force_layer_mean_matching(hx, hy)):
+            expected[layer].append(value)
+    for layer in result["layers"]:
+        assert math.isclose(result["matching"][layer], sum(expected[layer]) / len(a), abs_tol=1e-5)
+        # one matching for all layers can never beat each layer's own best matching
+        assert result["matching"][layer] <= per_layer["matching"][layer] + 1e-6
+
+
+def _prefix(tok):
+    from langadapt.eval.bpb import causal_start_id
+
+    start = causal_start_id(tok)
+    return [] if start is None else [start]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_per_pair_gradients_are_the_reference_definition(tok, masked):
+    """Batch-1 gradients of each side, cosine per tensor and overall, averaged over pairs: a loop over pairs."""
+    from langadapt.eval.similarity import compare_parallel, encode_side, side_loss
+
+    model = (tiny_masked if masked else tiny_causal)(tok, seed=6)
+    a = make_texts(4, seed=80, min_words=4, max_words=7)
+    b = make_texts(4, seed=81, min_words=4, max_words=7)
+    result = compare_parallel(model, tok, a, b, batch_size=2, seed=11)
+    assert result["gradient_mode"] == "per_pair"
+    sums, overall = {}, []
+    for i, (x, y) in enumerate(zip(a, b)):
+        grads = []
+        for text in (x, y):
+            enc = encode_side(tok, [text], masked=masked, max_length=None)
+            model.zero_grad()
+            loss = side_loss(model, enc, masked=masked, mask_id=tok.mask_token_id,
+                             generator=torch.Generator().manual_seed(11 + i))
+            (loss / 7.0).backward()  # any positive scale: the cosine must not care
+            grads.append({n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                          for n, p in model.named_parameters()})
+        for name in grads[0]:
+            ga, gb = grads[0][name].flatten().double(), grads[1][name].flatten().double()
+            if ga.norm() > 0 and gb.norm() > 0:
+                sums.setdefault(name, []).append((ga @ gb / (ga.norm() * gb.norm())).item())
+        fa = torch.cat([g.flatten() for g in grads[0].values()]).double()
+        fb = torch.cat([g.flatten() for g in grads[1].values()]).double()
+        overall.append((fa @ fb / (fa.norm() * fb.norm())).item())
+    model.zero_grad()
+    for name, value in result["gradients"].items():
+        if name.endswith("key.bias"):  # softmax ignores a shift: its true gradient is 0, what is left is rounding
+            continue
+        if name in sums:
+            assert math.isclose(value, sum(sums[name]) / len(sums[name]), abs_tol=1e-4), name
+        else:
+            assert value is None, name
+    assert math.isclose(result["gradient_overall"], sum(overall) / len(overall), abs_tol=1e-4)

@@ -184,7 +184,10 @@ def test_cli_empty_train_split(tmp_path, train_setup, byte_bpe_tokenizer):
     empty = tmp_path / "empty"
     writer = StoreWriter(empty, vocab_size=len(byte_bpe_tokenizer))
     writer.add_documents("val", [np.array([5, 6, 7])], [3])
-    writer.finish(tokenizer_name="t", tokenizer_hash="h", bos_id=BOS, eos_id=EOS)
+    from langadapt.tokenizer.identity import tokenizer_hash
+
+    # the model's tokenizer wrote it (train refuses stores of another tokenizer)
+    writer.finish(tokenizer_name="t", tokenizer_hash=tokenizer_hash(byte_bpe_tokenizer), bos_id=BOS, eos_id=EOS)
     out = tmp_path / "run"
     code, _, err = run_cli("train", "--model", str(model), "--out-dir", str(out), "--data.train",
                            json.dumps({"de": str(store), "en": str(empty)}), "--train.steps", "2",

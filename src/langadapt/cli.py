@@ -42,6 +42,10 @@ COMMANDS: list[Command] = [
             "Train a BPE / SentencePiece-style BPE / Unigram tokenizer; print its fertility.",
             examples=("--input {text} --out {out} --vocab-size 300 --val-docs 10",
                       "--input {text} --out {out} --vocab-size 300 --val-docs 10 --like {tokenizer}")),
+    Command(("tokenizer", "merge"), "langadapt.tokenizer.merge:MergeArgs", "langadapt.tokenizer.merge:merge_command",
+            "Merge two tokenizers into one id space (A's ids, then B's new tokens); each part still encodes its "
+            "language (data prepare --part).",
+            positionals=(("tokenizers", "+"),), examples=("{tokenizer} {target_tokenizer} --names en,de --out {out}",)),
     Command(("data", "prepare"), "langadapt.data.prepare:PrepareArgs", "langadapt.data.prepare:prepare_command",
             "Tokenize a source into a token store (train/val .bin + .idx + meta.json).",
             examples=("--input {text} --tokenizer {tokenizer} --out {out} --val-docs 10 --workers 1",)),
@@ -95,6 +99,23 @@ COMMANDS: list[Command] = [
             "Fine-tune sentence(-pair) classification or regression; accuracy/F1/Matthews or Pearson/Spearman per set.",
             examples=("--model {model} --tokenizer {tokenizer} --train {cls_train} --eval en={cls_eval} --out {out} "
                       "--steps 2 --batch-size 4 --max-seq-length 32",)),
+    Command(("experiment", "imbalance"), "langadapt.experiments.imbalance:ImbalanceArgs",
+            "langadapt.experiments.imbalance:imbalance_command",
+            "Language-imbalance sweep: one run per p_clone (or schedule) of a language and its clone, BPB per "
+            "language and similarity per checkpoint, report.md + plots.",
+            examples=("--base '{\"model\": \"{model}\", \"data\": {\"train\": {\"en\": \"{store}\"}, "
+                      "\"block_size\": 32, \"clones\": {\"num_clones\": 1}}, \"train\": {\"steps\": 2, "
+                      "\"micro_batch_size\": 2, \"global_batch_size\": 2}, \"checkpoint\": {\"every\": 1}, "
+                      "\"eval\": {\"batch_size\": 4}}' --p-clone 0.5 --similarity-pairs 2 --out {out}",
+                      "--base '{\"model\": \"{model}\", \"data\": {\"train\": {\"en\": \"{store}\"}, "
+                      "\"block_size\": 32, \"clones\": {\"num_clones\": 1}}, \"train\": {\"steps\": 2, "
+                      "\"micro_batch_size\": 2, \"global_batch_size\": 2}, \"checkpoint\": {\"every\": 2}}' "
+                      "--p-clone 0.1 --similarity-text {parallel_a} --similarity-pairs 2 --no-gradients --out {out}")),
+    Command(("experiment", "word2vec"), "langadapt.experiments.word2vec:Word2VecArgs",
+            "langadapt.experiments.word2vec:word2vec_command",
+            "gensim word2vec on a language mixed with its clone: token-clone alignment (NN accuracy, cosine) vs "
+            "p_clone.",
+            examples=("--store {store} --out {out} --p-clone 0.5 --tokens 2000 --block-size 32 --dim 8 --workers 1",)),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report.",
             examples=("--out {out} --methods mean,clp --adapt-steps 2 --calibrate false --source-model {model} "

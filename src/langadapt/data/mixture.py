@@ -8,7 +8,9 @@ model needs ``V * (1 + num_clones)`` ids. BOS/EOS/padding are never cloned.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -16,23 +18,32 @@ import torch
 
 from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig, to_batch
 from langadapt.data.store import StoreSplit
-from langadapt.errors import ConfigError, StoreError
+from langadapt.errors import ConfigError, InputError, StoreError
+from langadapt.options import Count, Fraction, Seed
 
 Probabilities = Mapping[str, float]
 
 
+CLONE_INITS = ("random", "copy")
+CLONES_FILE = "clones.json"
+CLONE_MAPS_FILE = "clone_maps.npy"
+
+
 @dataclass
 class CloneConfig:
-    num_clones: int = 1
-    """How many clones of the base language."""
-    frac_clone: float = 1.0
-    """Fraction of token ids a clone maps to new ids, in [0, 1]."""
-    p_clone: float = 0.5
+    num_clones: Count = 1
+    """How many clones of the base language (xling-imbalance)."""
+    frac_clone: Fraction = 1.0
+    """Fraction of token ids a clone maps to new ids above the vocabulary, in [0, 1]."""
+    p_clone: Fraction = 0.5
     """Probability that a block of the base language is drawn from one of its clones instead."""
-    seed: int = 0
+    seed: Seed = 0
     """Seed choosing the cloned ids."""
     base: str | None = None
     """Language to clone (default: the first)."""
+    init: str = "random"
+    """Clone rows of the embedding (and untied output) table: random (N(0, initializer_range), the paper's
+    from-scratch clones: nothing shared but the body) or copy (each clone row starts as its base row)."""
 
 
 def parse_probabilities(spec: str | Probabilities, languages: Sequence[str]) -> dict[str, float]:
@@ -97,6 +108,8 @@ def clone_maps(vocab_size: int, config: CloneConfig, protected: Sequence[int]) -
         raise ConfigError(f"p_clone must lie in [0, 1], got {config.p_clone}")
     if config.num_clones < 1:
         raise ConfigError(f"num_clones must be >= 1, got {config.num_clones}")
+    if config.init not in CLONE_INITS:
+        raise ConfigError(f"clones.init must be one of {', '.join(CLONE_INITS)}, got '{config.init}'")
     candidates = np.setdiff1d(np.arange(vocab_size), np.asarray(list(protected), dtype=np.int64))
     rng = np.random.default_rng(config.seed)
     chosen = rng.permutation(candidates)[: int(round(config.frac_clone * len(candidates)))]
@@ -256,3 +269,57 @@ class MixtureLoader:
 
 def _is_xling_form(schedule) -> bool:
     return isinstance(schedule, str) and "|" not in schedule and ":" not in schedule
+
+
+def clone_language(base: str, clone: int) -> str:
+    """The name of clone ``clone`` (1-based) of ``base``: its metrics are ``val_bpb/<name>``."""
+    return f"{base}_clone{clone}"
+
+
+class MappedSplit:
+    """A store split read through a clone's id map: the same documents (and bytes) in the cloned language."""
+
+    def __init__(self, split, mapping: np.ndarray):
+        self.base, self.mapping = split, mapping
+        self.num_docs, self.num_bytes = split.num_docs, split.num_bytes
+        self.num_tokens = split.num_tokens
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.mapping[np.asarray(self.base.doc(i), dtype=np.int64)]
+
+
+def save_clone_maps(directory, loader: "MixtureLoader", init: str) -> None:
+    """``clones.json`` (what made the maps, readable without NumPy) and ``clone_maps.npy`` ([num_clones, V] int64:
+    row l-1 maps base id i to clone l's id) into ``directory``; eval reads them back with :func:`load_clone_maps`."""
+    directory = Path(directory)
+    maps = np.stack(loader.clone_maps)
+    record = {"base": loader.clone_base, "languages": loader.languages[len(loader.base_languages):],
+              "base_vocab_size": int(maps.shape[1]), "vocab_size": int(loader.required_vocab_size),
+              "num_clones": int(maps.shape[0]), "init": init, "config": asdict(loader.clones),
+              "cloned_ids": int((maps[0] != np.arange(maps.shape[1])).sum())}
+    np.save(directory / CLONE_MAPS_FILE, maps)
+    (directory / CLONES_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def find_clone_maps(model_dir) -> Path | None:
+    """The directory holding a run's clone maps for a model dir: itself, or its run directory
+    (``run/final`` -> ``run``, ``run/checkpoints/step-N`` -> ``run``)."""
+    here = Path(model_dir)
+    for candidate in (here, here.parent, here.parent.parent):
+        if (candidate / CLONES_FILE).is_file() and (candidate / CLONE_MAPS_FILE).is_file():
+            return candidate
+    return None
+
+
+def load_clone_maps(model_dir, clone: int) -> tuple[np.ndarray, dict]:
+    """Clone ``clone``'s id map (1-based) of the run ``model_dir`` belongs to, and its record; one-line errors."""
+    where = find_clone_maps(model_dir)
+    if where is None:
+        raise InputError(f"'{model_dir}' was not trained with cloned languages (no {CLONES_FILE} beside it or in its "
+                         "run directory); drop --clone, or pass the final/ or checkpoint of a run with data.clones")
+    record = json.loads((where / CLONES_FILE).read_text(encoding="utf-8"))
+    maps = np.load(where / CLONE_MAPS_FILE)
+    if not 1 <= clone <= maps.shape[0]:
+        raise InputError(f"--clone {clone}: the run of '{model_dir}' has {maps.shape[0]} clone(s); "
+                         f"use --clone 1..{maps.shape[0]}")
+    return maps[clone - 1], record

@@ -55,6 +55,8 @@ class PrepareArgs:
     """Documents tokenized per batch (memory vs. overhead)."""
     overwrite: bool = False
     """Replace an existing output directory."""
+    part: Optional[str] = None
+    """With a merged tokenizer (`tokenizer merge`): the language whose part encodes the text; merged ids are stored."""
 
 
 def _batches(pairs: Iterator[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
@@ -102,8 +104,11 @@ def _encode(backend, texts: list[str]) -> list[np.ndarray]:
 def prepare_store(source: str, tokenizer, out: str | os.PathLike, *, val_docs: int | None = None,
                   train_mb: float | None = None, val_mb: float | None = None, val_clip_words: int | None = None,
                   workers: int | None = None, text_field: str = "text", min_chars: int = 0, dedup: bool = False,
-                  shuffle_buffer: int = 0, seed: int = 0, batch_docs: int = 2000, overwrite: bool = False) -> dict:
-    """Tokenize ``source`` with ``tokenizer`` (a loaded fast tokenizer) into a store at ``out``; return its meta."""
+                  shuffle_buffer: int = 0, seed: int = 0, batch_docs: int = 2000, overwrite: bool = False,
+                  id_map: np.ndarray | None = None, identity=None, part: str | None = None) -> dict:
+    """Tokenize ``source`` with ``tokenizer`` (a loaded fast tokenizer) into a store at ``out``; return its meta.
+    A merged tokenizer's part: ``tokenizer`` is the part, ``id_map`` its ids -> merged ids, ``identity`` the
+    merged tokenizer the store records (name, hash, size, BOS/EOS), ``part`` its name."""
     from langadapt.data.store import StoreWriter
     from langadapt.io.atomic import atomic_dir
     from langadapt.io.sources import SourceStats, clip_words, iter_documents, split_documents
@@ -129,12 +134,14 @@ def prepare_store(source: str, tokenizer, out: str | os.PathLike, *, val_docs: i
     pairs = split_documents(docs, val_docs=val_docs, train_mb=train_mb, val_mb=val_mb)
     splits = ["train", "val"] + (["val_clip"] if val_clip_words else [])
     started = time.perf_counter()
+    identity = identity if identity is not None else tokenizer
+    encode = _encode if id_map is None else (lambda b, t: [id_map[ids] for ids in _encode(b, t)])
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        writer = StoreWriter(tmp, vocab_size=len(tokenizer), splits=splits)
+        writer = StoreWriter(tmp, vocab_size=len(identity), splits=splits)
         bar = progress(unit=" docs", desc="tokenizing")
         for batch in _prefetch(_batches(pairs, batch_docs)):
             texts = [doc for _, doc in batch]
-            ids = _encode(backend, texts)
+            ids = encode(backend, texts)
             n_bytes = [len(t.encode("utf-8", "surrogatepass")) for t in texts]
             for split in ("train", "val"):
                 rows = [i for i, (name, _) in enumerate(batch) if name == split]
@@ -143,7 +150,7 @@ def prepare_store(source: str, tokenizer, out: str | os.PathLike, *, val_docs: i
             if val_clip_words:
                 clipped = [clip_words(doc, val_clip_words) for name, doc in batch if name == "val"]
                 if clipped:
-                    writer.add_documents("val_clip", _encode(backend, clipped),
+                    writer.add_documents("val_clip", encode(backend, clipped),
                                          [len(t.encode("utf-8", "surrogatepass")) for t in clipped])
             bar.update(len(batch))
             bar.set_postfix_str(f"{stats.bytes / 1e6 / max(time.perf_counter() - started, 1e-9):.1f} MB/s")
@@ -155,10 +162,10 @@ def prepare_store(source: str, tokenizer, out: str | os.PathLike, *, val_docs: i
             raise InputError(f"every document of '{source}' went to validation ({counts['val']['documents']} "
                              "documents); lower --val-docs or --val-mb")
         meta = writer.finish(
-            tokenizer_name=str(getattr(tokenizer, "name_or_path", "") or "unnamed"),
-            tokenizer_hash=tokenizer_hash(tokenizer),
-            bos_id=tokenizer.bos_token_id,
-            eos_id=tokenizer.eos_token_id,
+            tokenizer_name=str(getattr(identity, "name_or_path", "") or "unnamed"),
+            tokenizer_hash=tokenizer_hash(identity),
+            bos_id=identity.bos_token_id,
+            eos_id=identity.eos_token_id,
             source={
                 "input": str(source), "text_field": text_field,
                 "split": {"val_docs": val_docs, "train_mb": train_mb, "val_mb": val_mb, "val_clip_words": val_clip_words},
@@ -167,7 +174,8 @@ def prepare_store(source: str, tokenizer, out: str | os.PathLike, *, val_docs: i
                          "replaced_invalid_utf8": stats.replaced_bytes, "skipped_short": stats.skipped_short,
                          "skipped_duplicates": stats.skipped_duplicates, "skipped_empty": stats.skipped_empty},
             },
-            extra={"seconds": round(time.perf_counter() - started, 3)},
+            extra={"seconds": round(time.perf_counter() - started, 3),
+                   **({"tokenizer_part": part} if part is not None else {})},
         )
     return meta
 
@@ -186,13 +194,23 @@ def prepare_command(args: PrepareArgs) -> int:
 
     if Path(args.out).exists() and not args.overwrite:
         raise InputError(f"output '{args.out}' already exists; choose another path or pass --overwrite")
-    # tokenizers alone when that is exactly what transformers would load: no torch import at start-up
-    tokenizer = load_backend_tokenizer(args.tokenizer) or load_tokenizer(args.tokenizer)
+    from langadapt.tokenizer.merge import load_part, merge_record
+
+    merged = {}
+    if args.part is not None:  # a merged tokenizer: the language's part encodes, merged ids are stored
+        tokenizer, id_map = load_part(args.tokenizer, args.part)
+        merged = dict(id_map=id_map, identity=load_tokenizer(args.tokenizer), part=args.part)
+    elif merge_record(args.tokenizer) is not None:
+        names = merge_record(args.tokenizer)["names"]
+        raise InputError(f"'{args.tokenizer}' is a merged tokenizer ({', '.join(names)}): say which part encodes "
+                         f"this text with --part {names[0]} or --part {names[1]}")
+    else:  # tokenizers alone when that is exactly what transformers would load: no torch import at start-up
+        tokenizer = load_backend_tokenizer(args.tokenizer) or load_tokenizer(args.tokenizer)
     meta = prepare_store(args.input, tokenizer, args.out, val_docs=args.val_docs, train_mb=args.train_mb,
                          val_mb=args.val_mb, val_clip_words=args.val_clip_words, workers=args.workers,
                          text_field=args.text_field, min_chars=args.min_chars, dedup=args.dedup,
                          shuffle_buffer=args.shuffle_buffer, seed=args.seed, batch_docs=args.batch_docs,
-                         overwrite=args.overwrite)
+                         overwrite=args.overwrite, **merged)
     save_config(args, args.out)
     read = meta["source"]["read"]
     print(summary_table(meta))

@@ -217,13 +217,14 @@ def _special_frame(tokenizer) -> tuple[list[int], list[int]]:
 
 def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None = None,
                   max_length: int | None = None, stride: int | None = None, batch_size: int = 8,
-                  device=None, by_position: int | None = None) -> dict:
+                  device=None, by_position: int | None = None, id_map=None) -> dict:
     """BPB, token perplexity and fertility of ``model`` on raw ``texts``.
 
     Causal LMs: exact NLL (:func:`document_nll`). Masked LMs: pseudo-log-likelihood
     (:func:`pseudo_log_likelihood`), reported with ``"scoring": "pll"`` — not comparable with causal BPB.
     by_position: also report BPB per bucket of this many positions (``by_position.bucket_table``) under
-    ``"by_position"``.
+    ``"by_position"``. ``id_map`` (a cloned language's map, base id -> clone id) rewrites the tokenized text
+    before scoring.
     """
     from langadapt.io.models import is_masked_lm_config
 
@@ -246,6 +247,8 @@ def bits_per_byte(model, tokenizer, texts: Sequence[str], *, masked: bool | None
         doc_bytes = [token_bytes(text, offsets) for text, offsets in zip(texts, encoded["offset_mapping"])]
     else:
         docs = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    if id_map is not None:
+        docs = [[int(id_map[i]) for i in doc] for doc in docs]
     if masked:
         if tokenizer.mask_token_id is None:
             raise InputError("the tokenizer has no mask token, so a masked LM cannot be scored (pseudo-log-likelihood)")
@@ -319,6 +322,9 @@ class BpbArgs:
     """Replace --out if it exists."""
     threads: NonNegativeInt = 1
     """torch CPU threads (0: one per core). One is fastest on a shared machine (docs/train.md)."""
+    clone: Optional[Count] = None
+    """Score the text as clone k (1-based) of a run trained with data.clones: its ids go through the run's saved
+    clone map (clones.json beside --model or in its run directory)."""
 
 
 def split_list(value: list[str] | str | None) -> list[str]:
@@ -409,13 +415,21 @@ def bpb_command(args: BpbArgs) -> int:
         raise InputError(f"--by-position must be >= 1 (tokens per bucket), got {args.by_position}")
     if args.out is not None and Path(args.out).exists() and not args.overwrite:
         raise InputError(f"output '{args.out}' already exists; choose another path or pass --overwrite")
+    id_map = None
+    if args.clone is not None:
+        from langadapt.data.mixture import clone_language, load_clone_maps
+
+        id_map, record = load_clone_maps(args.model, args.clone)
+        if args.lang is None:
+            langs = [clone_language(record["base"], args.clone) for _ in sources] if len(sources) == 1 else \
+                [f"{lang}_clone{args.clone}" for lang in langs]
     texts = {lang: load_texts(src, args.text_field, args.max_docs) for lang, src in zip(langs, sources)}
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.device)
     results = {}
     for lang, docs in texts.items():
         info(f"scoring {len(docs)} documents of {lang}")
         results[lang] = bits_per_byte(model, tokenizer, docs, max_length=args.max_length, stride=args.stride,
-                                      batch_size=args.batch_size, by_position=args.by_position)
+                                      batch_size=args.batch_size, by_position=args.by_position, id_map=id_map)
     total_nll = sum(r["nll_sum"] for r in results.values())
     total_bytes = sum(r["bytes"] for r in results.values())
     summary = dict(next(iter(results.values()))) if len(results) == 1 else {

@@ -5,6 +5,17 @@ For each pair of parallel sentences (two languages, or a language and its clone)
   token count), after mean pooling, and by a max-weight one-to-one token matching;
 - the gradients of the LM loss of each side, compared per parameter tensor.
 A mismatched-pairs baseline (sentence i against sentence i+1) shows what "unrelated" looks like.
+
+The defaults are xling-imbalance's definitions (``compare_representations.py``): the token matching is computed
+once per pair on the layer-averaged similarity matrix and then read off at every layer (``matching="layer_mean"``;
+``per_layer`` matches each layer on its own), and gradients are compared pair by pair — batch-1 gradients of the
+token-mean loss of each side, their cosine per tensor averaged over the pairs (``gradient_mode="per_pair"``;
+``pooled`` compares the gradients of each side's summed loss over all pairs). One departure: the BOS/CLS/SEP
+positions are left out of the position and matching similarities (the reference keeps BOS, whose hidden state a
+causal LM computes identically for both sides, which lifts every layer's average by the same constant).
+
+A cloned language is parallel by construction: ``id_map_b`` sends side B's token ids through the run's clone
+map, so both sides are the same text (``eval similarity --clone k``).
 """
 
 from __future__ import annotations
@@ -21,6 +32,9 @@ from langadapt.errors import ConfigError, InputError
 from langadapt.options import Count, ModelPath, NonNegativeInt, OutDir, Seed, SourcePath, TokenizerPath
 from langadapt.progress import info, progress
 from langadapt.threads import apply_threads
+
+MATCHINGS = ("layer_mean", "per_layer")
+GRADIENT_MODES = ("per_pair", "pooled")
 
 # ---------------------------------------------------------------------------------------------
 # Pure math: tensors in, numbers out.
@@ -55,6 +69,23 @@ def matching_cosine(a: torch.Tensor, b: torch.Tensor) -> tuple[float, str]:
     return float(sim[rows, cols].mean()), "hungarian"
 
 
+def layer_mean_matching(h_a: torch.Tensor, h_b: torch.Tensor) -> list[float]:
+    """The reference's token matching: h: [L, n, D], [L, m, D]. One max-weight one-to-one matching on the
+    layer-averaged cosine matrix; per layer, the mean cosine of the matched pairs -> L values."""
+    sim = torch.einsum("lnd,lmd->lnm", F.normalize(h_a.float(), dim=-1), F.normalize(h_b.float(), dim=-1))
+    mean = sim.mean(0)
+    try:
+        from scipy.optimize import linear_sum_assignment
+        rows, cols = linear_sum_assignment(mean.numpy(), maximize=True)
+        rows, cols = torch.as_tensor(rows), torch.as_tensor(cols)
+    except ImportError:  # greedy: each token of the shorter side takes its best partner
+        if mean.shape[0] <= mean.shape[1]:
+            rows, cols = torch.arange(mean.shape[0]), mean.argmax(1)
+        else:
+            rows, cols = mean.argmax(0), torch.arange(mean.shape[1])
+    return [float(v) for v in sim[:, rows, cols].mean(1)]
+
+
 def gradient_cosines(grads_a: dict[str, torch.Tensor], grads_b: dict[str, torch.Tensor]) -> dict[str, float | None]:
     """Cosine of two gradients per parameter tensor (None where either gradient is zero)."""
     out: dict[str, float | None] = {}
@@ -83,8 +114,9 @@ class Encoded:
     content: torch.Tensor  # [B, T]: True at the sentence's own tokens (not BOS/CLS/SEP/padding)
 
 
-def encode_side(tokenizer, texts: Sequence[str], *, masked: bool, max_length: int | None) -> Encoded:
-    """Each sentence as the model sees it: [BOS] x for causal LMs, [CLS] x [SEP] for masked LMs."""
+def encode_side(tokenizer, texts: Sequence[str], *, masked: bool, max_length: int | None, id_map=None) -> Encoded:
+    """Each sentence as the model sees it: [BOS] x for causal LMs, [CLS] x [SEP] for masked LMs; ``id_map``
+    (a clone map) rewrites the sentence's own ids."""
     from langadapt.eval.bpb import _special_frame, causal_start_id
 
     if masked:
@@ -94,6 +126,8 @@ def encode_side(tokenizer, texts: Sequence[str], *, masked: bool, max_length: in
         prefix, suffix = ([start] if start is not None else []), []
     room = None if max_length is None else max_length - len(prefix) - len(suffix)
     rows = [tokenizer.encode(t, add_special_tokens=False)[:room] for t in texts]
+    if id_map is not None:
+        rows = [[int(id_map[i]) for i in r] for r in rows]
     width = max(len(prefix) + len(r) + len(suffix) for r in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id or 0, dtype=torch.long)
     attention = torch.zeros(len(rows), width, dtype=torch.long)
@@ -139,10 +173,41 @@ def side_gradients(model, enc: Encoded, *, masked: bool, mask_id: int | None, ba
     return grads
 
 
+def pair_gradient_similarity(model, enc_a: Encoded, enc_b: Encoded, *, masked: bool, mask_id: int | None,
+                             seed: int, device) -> tuple[dict[str, float | None], float | None]:
+    """The reference's gradient similarity: per pair, the batch-1 gradients of each side's loss,
+    their cosine per parameter tensor (and over all parameters); each averaged over the pairs where defined."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    sums: dict[str, float] = {n: 0.0 for n in params}
+    counts: dict[str, int] = {n: 0 for n in params}
+    overall: list[float] = []
+    for i in progress(range(enc_a.input_ids.shape[0]), desc="gradients", unit="pair"):
+        grads = []
+        for enc in (enc_a, enc_b):
+            one = _batch(enc, slice(i, i + 1), device)
+            model.zero_grad(set_to_none=True)
+            generator = torch.Generator().manual_seed(seed + i)  # same masked positions on both sides
+            # summed, not token-mean: a positive factor per side leaves every cosine unchanged
+            side_loss(model, one, masked=masked, mask_id=mask_id, generator=generator).backward()
+            grads.append({n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+                          for n, p in params.items()})
+        for name, value in gradient_cosines(*grads).items():
+            if value is not None:
+                sums[name] += value
+                counts[name] += 1
+        value = overall_gradient_cosine(*grads)
+        if value is not None:
+            overall.append(value)
+    model.zero_grad(set_to_none=True)
+    per_tensor = {n: (sums[n] / counts[n] if counts[n] else None) for n in params}
+    return per_tensor, (sum(overall) / len(overall) if overall else None)
+
+
 @torch.no_grad()
 def hidden_similarity(model, enc_a: Encoded, enc_b: Encoded, *, batch_size: int, device,
-                      cloned: bool) -> dict:
+                      cloned: bool, matching: str = "layer_mean") -> dict:
     """Per-layer similarities (index 0 = embeddings) averaged over the pairs."""
+    how = matching
     n = enc_a.input_ids.shape[0]
     pooled_a: list[list[torch.Tensor]] = []
     pooled_b: list[list[torch.Tensor]] = []
@@ -163,11 +228,18 @@ def hidden_similarity(model, enc_a: Encoded, enc_b: Encoded, *, batch_size: int,
             if cloned:
                 width = min(h_a.shape[1], h_b.shape[1])
                 position[layer].append(position_cosine(h_a[:, :width], h_b[:, :width], a.content[:, :width]).cpu())
-            for i in range(h_a.shape[0]):
-                value, method = matching_cosine(h_a[i][a.content[i]].cpu(), h_b[i][b.content[i]].cpu())
-                matching[layer].append(value)
+            if how == "per_layer":
+                for i in range(h_a.shape[0]):
+                    value, method = matching_cosine(h_a[i][a.content[i]].cpu(), h_b[i][b.content[i]].cpu())
+                    matching[layer].append(value)
+        if how == "layer_mean":
+            for i in range(a.input_ids.shape[0]):
+                stack_a = torch.stack([h[i][a.content[i]] for h in hs_a]).cpu()
+                stack_b = torch.stack([h[i][b.content[i]] for h in hs_b]).cpu()
+                for layer, value in enumerate(layer_mean_matching(stack_a, stack_b)):
+                    matching[layer].append(value)
     result = {"layers": list(range(len(pooled_a))), "mean_pool": [], "mean_pool_mismatched": [], "matching": [],
-              "position": [] if cloned else None, "matching_method": method}
+              "position": [] if cloned else None, "matching_method": method, "matching_on": how}
     for layer in range(len(pooled_a)):
         pa, pb = torch.cat(pooled_a[layer]), torch.cat(pooled_b[layer])
         result["mean_pool"].append(float(F.cosine_similarity(pa, pb, dim=-1).mean()))
@@ -181,11 +253,14 @@ def hidden_similarity(model, enc_a: Encoded, enc_b: Encoded, *, batch_size: int,
 
 def compare_parallel(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence[str], *, batch_size: int = 16,
                      max_length: int | None = None, pairing: str = "auto", gradients: bool = True, seed: int = 0,
-                     device=None) -> dict:
+                     device=None, matching: str = "layer_mean", gradient_mode: str = "per_pair",
+                     id_map_b=None) -> dict:
     """Hidden-state and gradient similarity of a model on parallel texts (see the module docstring).
 
     ``pairing``: ``clone`` (position by position; needs equal token counts), ``real``, or ``auto``
-    (clone when every pair has the same number of tokens).
+    (clone when every pair has the same number of tokens). ``matching``: ``layer_mean`` (the reference) or
+    ``per_layer``; ``gradient_mode``: ``per_pair`` (the reference) or ``pooled``; ``id_map_b``: a clone map applied
+    to side B's ids.
     """
     from langadapt.eval.bpb import context_length
     from langadapt.io.models import is_masked_lm_config
@@ -198,7 +273,11 @@ def compare_parallel(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence
     masked = is_masked_lm_config(model.config)
     max_length = max_length or context_length(model)
     enc_a = encode_side(tokenizer, texts_a, masked=masked, max_length=max_length)
-    enc_b = encode_side(tokenizer, texts_b, masked=masked, max_length=max_length)
+    enc_b = encode_side(tokenizer, texts_b, masked=masked, max_length=max_length, id_map=id_map_b)
+    if matching not in MATCHINGS:
+        raise ConfigError(f"unknown matching '{matching}'; use {' or '.join(MATCHINGS)}")
+    if gradient_mode not in GRADIENT_MODES:
+        raise ConfigError(f"unknown gradient mode '{gradient_mode}'; use {' or '.join(GRADIENT_MODES)}")
     same_length = bool((enc_a.content.sum(1) == enc_b.content.sum(1)).all())
     if pairing not in ("auto", "clone", "real"):
         raise ConfigError(f"unknown pairing '{pairing}'; use auto, clone or real")
@@ -209,16 +288,22 @@ def compare_parallel(model, tokenizer, texts_a: Sequence[str], texts_b: Sequence
     was_training = model.training
     model.eval()  # no dropout: the two sides must see the same function
     try:
-        result = hidden_similarity(model, enc_a, enc_b, batch_size=batch_size, device=device, cloned=cloned)
-        result.update(pairs=len(texts_a), cloned=cloned, scoring="mlm" if masked else "clm")
+        result = hidden_similarity(model, enc_a, enc_b, batch_size=batch_size, device=device, cloned=cloned,
+                                   matching=matching)
+        result.update(pairs=len(texts_a), cloned=cloned, scoring="mlm" if masked else "clm",
+                      gradient_mode=gradient_mode if gradients else None)
         if gradients:
             kwargs = dict(masked=masked, mask_id=tokenizer.mask_token_id, batch_size=batch_size, seed=seed,
                           device=device)
             if masked and tokenizer.mask_token_id is None:
                 raise InputError("the tokenizer has no mask token, so masked-LM gradients cannot be computed")
-            g_a, g_b = side_gradients(model, enc_a, **kwargs), side_gradients(model, enc_b, **kwargs)
-            result["gradients"] = gradient_cosines(g_a, g_b)
-            result["gradient_overall"] = overall_gradient_cosine(g_a, g_b)
+            if gradient_mode == "per_pair":
+                result["gradients"], result["gradient_overall"] = pair_gradient_similarity(
+                    model, enc_a, enc_b, masked=masked, mask_id=tokenizer.mask_token_id, seed=seed, device=device)
+            else:
+                g_a, g_b = side_gradients(model, enc_a, **kwargs), side_gradients(model, enc_b, **kwargs)
+                result["gradients"] = gradient_cosines(g_a, g_b)
+                result["gradient_overall"] = overall_gradient_cosine(g_a, g_b)
     finally:
         model.train(was_training)
     return result
@@ -234,7 +319,7 @@ class SimilarityArgs:
     """Model directory or Hub id (causal or masked LM)."""
     parallel: Union[list[SourcePath], SourcePath]
     """Two parallel files, line i of one translating (or cloning) line i of the other: `A B`, `A,B` or `[A,B]`.
-    .txt: one sentence per line; .jsonl: one record per line (--text-field)."""
+    .txt: one sentence per line; .jsonl: one record per line (--text-field). With --clone: one file."""
     tokenizer: Optional[TokenizerPath] = None
     """Tokenizer directory or Hub id. Default: the one saved with the model."""
     text_field: str = "text"
@@ -259,6 +344,13 @@ class SimilarityArgs:
     """Replace --out if it exists."""
     threads: NonNegativeInt = 1
     """torch CPU threads (0: one per core). One is fastest on a shared machine (docs/train.md)."""
+    clone: Optional[Count] = None
+    """Compare each line with itself in clone k (1-based) of a run trained with data.clones (the run's saved
+    clone map, beside --model or in its run directory): --parallel then takes one file."""
+    matching: str = "layer_mean"
+    """Token matching: layer_mean (one matching on the layer-averaged similarity, the reference's) or per_layer."""
+    gradient_mode: str = "per_pair"
+    """per_pair (batch-1 gradient cosines averaged over pairs, the reference's) or pooled (each side's summed loss)."""
 
 
 def read_parallel_lines(path: str, text_field: str = "text") -> list[str]:
@@ -286,6 +378,18 @@ def similarity_command(args: SimilarityArgs) -> int:
     from langadapt.io.atomic import atomic_dir
 
     files = split_list(args.parallel)
+    if args.matching not in MATCHINGS:
+        raise ConfigError(f"--matching must be {' or '.join(MATCHINGS)}, got '{args.matching}'")
+    if args.gradient_mode not in GRADIENT_MODES:
+        raise ConfigError(f"--gradient-mode must be {' or '.join(GRADIENT_MODES)}, got '{args.gradient_mode}'")
+    id_map = None
+    if args.clone is not None:
+        from langadapt.data.mixture import load_clone_maps
+
+        if len(files) != 1:
+            raise InputError(f"--clone compares one file with its clone: pass one --parallel file, got {len(files)}")
+        id_map, _ = load_clone_maps(args.model, args.clone)
+        files = [files[0], files[0]]
     if len(files) != 2:
         raise InputError(f"--parallel needs exactly two files (A B), got {len(files)}")
     if args.max_pairs < 1 or args.batch_size < 1:
@@ -303,8 +407,9 @@ def similarity_command(args: SimilarityArgs) -> int:
     info(f"comparing {len(pairs)} pairs")
     result = compare_parallel(model, tokenizer, [a for a, _ in pairs], [b for _, b in pairs],
                               batch_size=args.batch_size, max_length=args.max_length, pairing=args.pairing,
-                              gradients=args.gradients, seed=args.seed)
-    result.update(model=args.model, parallel=files)
+                              gradients=args.gradients, seed=args.seed, matching=args.matching,
+                              gradient_mode=args.gradient_mode, id_map_b=id_map)
+    result.update(model=args.model, parallel=files, clone=args.clone)
     with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
         (tmp / "similarity.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
         curves = {k: (result["layers"], result[k]) for k in ("position", "mean_pool", "matching")

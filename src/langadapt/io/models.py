@@ -302,7 +302,11 @@ def load_model_and_tokenizer(model_name: str, tokenizer_name: str | None = None,
 
     tokenizer = load_tokenizer(tokenizer_name or model_name, role="tokenizer" if tokenizer_name else "model")
     model = load_model(model_name, **kwargs)
-    check_vocab_fits(len(tokenizer), model.get_input_embeddings().weight.shape[0], model_name,
-                     tokenizer_name or model_name)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if Path(model_name, "clones.json").is_file():  # trained with cloned languages: the rows above are the clones'
+        if len(tokenizer) > rows:
+            check_vocab_fits(len(tokenizer), rows, model_name, tokenizer_name or model_name)
+    else:
+        check_vocab_fits(len(tokenizer), rows, model_name, tokenizer_name or model_name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer

@@ -5,25 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Optional, Union
 
+from langadapt.data.mixture import CloneConfig
 from langadapt.options import (MAX_COUNT, Beta, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir,
                                PositiveFloat, PositiveFraction, Range, Seed, StorePath, TokenizerPath)
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-true", "fp16-mixed")
 OBJECTIVES = ("clm", "mlm")
-
-
-@dataclass
-class CloneArgs:
-    num_clones: Count = 1
-    """Number of clones of the base language (xling-imbalance)."""
-    frac_clone: Fraction = 1.0
-    """Fraction of token ids a clone maps to new ids above the vocabulary, in [0, 1]."""
-    p_clone: Fraction = 0.5
-    """Probability that a base-language block is drawn from a clone instead."""
-    base: Optional[str] = None
-    """Language to clone (default: the first)."""
-    seed: Seed = 0
-    """Seed choosing the cloned ids."""
 
 
 @dataclass
@@ -38,8 +25,8 @@ class DataArgs:
     """XLM α-smoothing: p_i ∝ n_i^α (instead of probabilities)."""
     schedule: Optional[str] = None
     """Stage schedule: '0.1_0.9_0.5_0.5' (second language's p per equal stage) or 'de:0.9,en:0.1|de:0.5,en:0.5'."""
-    clones: Optional[CloneArgs] = None
-    """Cloned languages (a clone maps a fraction of ids to new ids)."""
+    clones: Optional[CloneConfig] = None
+    """Cloned languages (a clone maps a fraction of ids to new ids); the model grows to V·(1 + num_clones) rows."""
     block_size: Annotated[int, Range(ge=2, le=MAX_COUNT)] = 1024  # a block predicts at least one token
     """Tokens per training block."""
     mode: str = "concat"
@@ -48,6 +35,9 @@ class DataArgs:
     """BOS before each document."""
     add_eos: bool = True
     """EOS after each document."""
+    allow_tokenizer_mismatch: bool = False
+    """Train on stores written with another tokenizer than the model's (refused by default: their ids would be
+    read as the wrong tokens)."""
 
 
 @dataclass

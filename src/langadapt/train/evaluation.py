@@ -83,6 +83,8 @@ def _mlm_val_loss(model, split, tokenizer, cfg) -> float:
 
     d = cfg.data
     bos, eos = frame_ids(tokenizer)
+    mapping = getattr(split, "mapping", None)  # a clone: its base's blocks through the clone map
+    split = getattr(split, "base", split)
     loader = BlockLoader(split, LoaderConfig(d.block_size, "concat", d.add_bos, d.add_eos),
                          micro_batch_size=cfg.eval.batch_size, bos_id=bos, eos_id=eos, seed=0)
     g = torch.Generator().manual_seed(1234)
@@ -92,6 +94,11 @@ def _mlm_val_loss(model, split, tokenizer, cfg) -> float:
     device = next(model.parameters()).device
     for _ in range(max(1, min(8, loader.blocks_per_epoch // cfg.eval.batch_size))):
         batch = loader.next_batch()
+        if mapping is not None:
+            table = torch.from_numpy(mapping)
+            keep = batch["labels"] != -100
+            batch["input_ids"] = table[batch["input_ids"]]
+            batch["labels"] = torch.where(keep, table[batch["labels"].clamp_min(0)], batch["labels"])
         ids, labels = mask_tokens(batch["input_ids"], batch["labels"], mask_id=tokenizer.mask_token_id,
                                   vocab_size=len(tokenizer), special_ids=tokenizer.all_special_ids, generator=g,
                                   probability=cfg.train.mlm_probability, mask_fraction=cfg.train.mlm_mask_fraction,

@@ -12,12 +12,13 @@ import shutil
 from pathlib import Path
 
 from langadapt.config import to_yaml
+from langadapt.data.mixture import CLONE_MAPS_FILE, CLONES_FILE
 from langadapt.errors import InputError
 from langadapt.io.atomic import atomic_dir, atomic_file
 from langadapt.train.checkpoint import list_checkpoints, resolve_resume
 from langadapt.train.config import TrainRunConfig
 
-RUN_FILES = ("checkpoints", "final", "metrics.jsonl", "tensorboard")
+RUN_FILES = ("checkpoints", "final", "metrics.jsonl", "tensorboard", CLONES_FILE, CLONE_MAPS_FILE)
 FINAL_METRICS = "final_metrics.json"
 
 
@@ -112,4 +113,7 @@ def save_final(model, state: dict, tokenizer, cfg: TrainRunConfig, record: dict,
         metrics = {"step": cfg.train.steps, **{k: v for k, v in record.items() if isinstance(v, (int, float))},
                    **evaluation}
         (tmp / "README.md").write_text(model_card(cfg, metrics), encoding="utf-8")
+        for name in (CLONES_FILE, CLONE_MAPS_FILE):  # the clone maps travel with the model
+            if (Path(cfg.out_dir) / name).is_file():
+                shutil.copy2(Path(cfg.out_dir) / name, tmp / name)
         (tmp / FINAL_METRICS).write_text(json.dumps(metrics, indent=2))

@@ -15,11 +15,13 @@ from typing import Any
 import torch
 
 from langadapt.config import to_yaml
-from langadapt.errors import ConfigError
+from langadapt.data.mixture import MappedSplit, clone_language, save_clone_maps
+from langadapt.errors import ConfigError, StoreError
 from langadapt.io.models import check_vocab_fits, load_config, load_model, load_tokenizer
 from langadapt.progress import info, warn
 from langadapt.train import rundir
 from langadapt.train.checkpoint import list_checkpoints, load_checkpoint_state
+from langadapt.train.clones import grow_for_clones
 from langadapt.train.checks import check_batches, self_defeating, validate
 from langadapt.train.config import TrainRunConfig
 from langadapt.train.evaluation import frame_ids
@@ -93,6 +95,8 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     if t.objective == "mlm" and tokenizer.mask_token_id is None:
         raise ConfigError("mlm needs a tokenizer with a mask token (add one, e.g. <mask>, and resize the model)")
     loader, val_splits = open_data(cfg, tokenizer, rank, world, vocab_rows)
+    if loader.clone_maps:  # clones: V·(1 + num_clones) rows, clone rows as clones.init says
+        grow_for_clones(model, loader.clone_maps, loader.required_vocab_size, cfg.data.clones.init, cfg.train.seed)
     if cfg.eval.enabled and not val_splits:
         warnings.append("no validation documents (the stores' val split is empty or missing, and no data.val): "
                         "nothing is evaluated; prepare the stores with --val-docs or set data.val")
@@ -118,6 +122,8 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
         for message in warnings:
             warn(message)
         rundir.prepare(cfg, fresh=resume is None)
+        if loader.clone_maps:  # eval --clone k after training reads the same maps
+            save_clone_maps(out, loader, cfg.data.clones.init)
         if announce:
             info("resolved config:\n" + to_yaml(cfg))
     accelerator.wait_for_everyone()  # the old run's files are gone before any process looks for checkpoints
@@ -184,18 +190,14 @@ def fingerprint(cfg: TrainRunConfig, model) -> dict:
 
 def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size: int):
     from langadapt.data.loader import LoaderConfig
-    from langadapt.data.mixture import CloneConfig, MixtureLoader
+    from langadapt.data.mixture import MixtureLoader
     from langadapt.data.store import TokenStore
     from langadapt.tokenizer.identity import tokenizer_hash
 
     stores = {lang: TokenStore.open(path) for lang, path in cfg.data.train.items()}
-    expected = tokenizer_hash(tokenizer)
-    for lang, store in stores.items():
-        if store.meta.get("tokenizer", {}).get("hash") != expected:
-            info(f"warning: store for '{lang}' was written with tokenizer {store.meta.get('tokenizer')}, "
-                 f"not with the model's tokenizer (hash {expected})")
+    check_store_tokenizers(cfg, stores, tokenizer_hash(tokenizer))
     d = cfg.data
-    clones = CloneConfig(**vars(d.clones)) if d.clones is not None else None
+    clones = d.clones
     base_vocab = max(len(tokenizer), max(s.vocab_size for s in stores.values()))
     loader_cfg = LoaderConfig(block_size=d.block_size, mode=d.mode, add_bos=d.add_bos, add_eos=d.add_eos)
     micro = cfg.train.micro_batch_size
@@ -205,7 +207,7 @@ def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size:
                            pad_id=tokenizer.pad_token_id, seed=cfg.train.seed, rank=rank, world_size=world,
                            schedule=d.schedule, total_blocks=total_blocks, alpha=d.alpha, clones=clones,
                            vocab_size=base_vocab if clones else None)
-    needed = loader.required_vocab_size or max(s.vocab_size for s in stores.values())
+    needed = max(s.vocab_size for s in stores.values())  # clone rows are added by grow_for_clones
     if needed > vocab_size:
         raise ConfigError(f"the token stores use ids up to {needed - 1}, but the model has only {vocab_size} "
                           "embedding rows; use the store's tokenizer/model pair (or transfer the model first)")
@@ -215,7 +217,32 @@ def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size:
         store = stores[lang] if path == d.train.get(lang) else TokenStore.open(path)
         if "val" in store.splits and store.split("val").num_docs:
             val[lang] = store.split("val")
+    if loader.clone_base in val:  # each clone is validated on its base's documents through its map
+        for c, mapping in enumerate(loader.clone_maps, 1):
+            val[clone_language(loader.clone_base, c)] = MappedSplit(val[loader.clone_base], mapping)
     return loader, val
+
+
+def check_store_tokenizers(cfg: TrainRunConfig, stores: dict, expected: str) -> None:
+    """Every store was written with the model's tokenizer (or, merged, through one of its parts), else a
+    one-line error — unless data.allow_tokenizer_mismatch, then a warning."""
+    from langadapt.tokenizer.merge import accepted_store_hashes, part_written_alone
+
+    where = cfg.tokenizer or cfg.model
+    accepted = accepted_store_hashes(where, expected)
+    for lang, store in stores.items():
+        written = store.meta.get("tokenizer", {}) or {}
+        if written.get("hash") in accepted:
+            continue
+        alone = part_written_alone(where, written.get("hash"))
+        fix = (f"re-prepare it through the merged tokenizer: data prepare --tokenizer {where} --part {alone}"
+               if alone else "prepare it with the model's tokenizer (or set data.allow_tokenizer_mismatch: true)")
+        message = (f"the store for '{lang}' was written with tokenizer '{written.get('name')}' (hash "
+                   f"{written.get('hash')}), not the model's (hash {expected}), so its ids would be read as other "
+                   f"tokens; {fix}")
+        if not cfg.data.allow_tokenizer_mismatch:
+            raise StoreError(message)
+        warn(message.split("; ")[0] + " (data.allow_tokenizer_mismatch: true)")
 
 
 def add_language_embeddings(model, n_languages: int) -> None:

@@ -58,7 +58,9 @@ COMMANDS: list[Command] = [
                       "--method focus --source-model {model} --target-tokenizer {target_tokenizer} "
                       "--fasttext-model {fasttext_tokens} --out {out}",
                       "--method wechsel --source-model {model} --target-tokenizer {target_tokenizer} --source-fasttext "
-                      "{fasttext_source} --target-fasttext {fasttext_target} --dictionary {dictionary} --out {out}")),
+                      "{fasttext_source} --target-fasttext {fasttext_target} --dictionary {dictionary} --out {out}",
+                      "--method fvt --source-model {model} --target-tokenizer {target_tokenizer} --init-from-file "
+                      "{overrides} --out {out}")),
     Command(("train",), "langadapt.train.config:TrainRunConfig", "langadapt.train.loop:train_command",
             "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume.",
             examples=("--model {model} --tokenizer {tokenizer} --out-dir {out} --data.train '{\"en\": \"{store}\"}' "

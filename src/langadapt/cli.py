@@ -60,7 +60,9 @@ COMMANDS: list[Command] = [
                       "--method wechsel --source-model {model} --target-tokenizer {target_tokenizer} --source-fasttext "
                       "{fasttext_source} --target-fasttext {fasttext_target} --dictionary {dictionary} --out {out}",
                       "--method fvt --source-model {model} --target-tokenizer {target_tokenizer} --init-from-file "
-                      "{overrides} --out {out}")),
+                      "{overrides} --out {out}",
+                      "--method fvt --source-model {model} --target-tokenizer {target_tokenizer} --extend true "
+                      "--extend-max 50 --corpus {text_target} --extend-keep {text} --out {out}")),
     Command(("train",), "langadapt.train.config:TrainRunConfig", "langadapt.train.loop:train_command",
             "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume.",
             examples=("--model {model} --tokenizer {tokenizer} --out-dir {out} --data.train '{\"en\": \"{store}\"}' "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from langadapt.errors import UserError
 from langadapt.transfer.calibrate import CalibrateOptions
+from langadapt.transfer.extend import ExtendOptions
 from langadapt.transfer.inputs import INPUT_KINDS
 from langadapt.transfer.overrides import InitFromOptions
 from langadapt.transfer.registry import METHOD_LIST, get_method
@@ -48,7 +49,7 @@ def _choices_as_strings(cls):
 # Field order in --help: the spec, then each method's inputs and options, then calibration and the run options.
 @_choices_as_strings
 @dataclass
-class TransferArgs(RunOptions, CalibrateOptions, InitFromOptions, *reversed(_method_components()), TransferSpec):
+class TransferArgs(RunOptions, CalibrateOptions, InitFromOptions, ExtendOptions, *reversed(_method_components()), TransferSpec):
     def __post_init__(self) -> None:
         """Nothing here: the chosen method's options are checked (and their errors given flag names) when
         ``transfer_command`` builds them; the other methods' options are ignored, as their defaults."""
@@ -56,7 +57,7 @@ class TransferArgs(RunOptions, CalibrateOptions, InitFromOptions, *reversed(_met
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(TransferArgs))
 SPEC = frozenset(f.name for f in dataclasses.fields(TransferSpec))
-COMMON = frozenset(f.name for cls in (RunOptions, CalibrateOptions, InitFromOptions) for f in dataclasses.fields(cls))
+COMMON = frozenset(f.name for cls in (RunOptions, CalibrateOptions, InitFromOptions, ExtendOptions) for f in dataclasses.fields(cls))
 
 
 def _flag(name: str) -> str:

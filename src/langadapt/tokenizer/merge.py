@@ -208,15 +208,15 @@ def extend_bpe(source: dict, order: list[str], max_new: int | None,
                                                                              if a + b not in chosen]
         if max_new is not None and len(chosen) + len(results) > max_new:
             continue
-        trial = dict(ranks)
-        for pair in tree:
-            trial.setdefault(pair, len(trial))
-        if _apply_merges(pieces, trial) != [token]:  # another merge would cut across the tree
+        fresh = [pair for pair in dict.fromkeys(tree) if pair not in ranks]
+        for pair in fresh:  # tried in place (a copy per token would be quadratic), taken back if it fails
+            ranks[pair] = len(merges)
+            merges.append(pair)
+        if _apply_merges(pieces, ranks) != [token]:  # another merge would cut across the tree
+            for pair in fresh:
+                del ranks[pair]
+            del merges[len(merges) - len(fresh):]
             continue
-        for pair in tree:
-            if pair not in ranks:
-                ranks[pair] = len(merges)
-                merges.append(pair)
         chosen.update(dict.fromkeys(results))
         chosen[token] = None
     return list(chosen), merges

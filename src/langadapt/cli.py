@@ -62,7 +62,9 @@ COMMANDS: list[Command] = [
                       "--method fvt --source-model {model} --target-tokenizer {target_tokenizer} --init-from-file "
                       "{overrides} --out {out}",
                       "--method fvt --source-model {model} --target-tokenizer {target_tokenizer} --extend true "
-                      "--extend-max 50 --corpus {text_target} --extend-keep {text} --out {out}")),
+                      "--extend-max 50 --corpus {text_target} --extend-keep {text} --out {out}",
+                      "--method transtok --source-model {model} --target-tokenizer {target_tokenizer} --parallel "
+                      "{parallel_a} {parallel_b} --align-iterations 2 --out {out}")),
     Command(("train",), "langadapt.train.config:TrainRunConfig", "langadapt.train.loop:train_command",
             "Continued pretraining (CLM/MLM), phases, schedules, checkpoints, exact resume.",
             examples=("--model {model} --tokenizer {tokenizer} --out-dir {out} --data.train '{\"en\": \"{store}\"}' "

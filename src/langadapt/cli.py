@@ -62,7 +62,13 @@ COMMANDS: list[Command] = [
                       "--method focus --source-model {model} --target-tokenizer {target_tokenizer} "
                       "--fasttext-model {fasttext_tokens} --out {out}",
                       "--method wechsel --source-model {model} --target-tokenizer {target_tokenizer} --source-fasttext "
-                      "{fasttext_source} --target-fasttext {fasttext_target} --dictionary {dictionary} --out {out}")),
+                      "{fasttext_source} --target-fasttext {fasttext_target} --dictionary {dictionary} --out {out}",
+                      "--method fvt --source-model {model} --target-tokenizer {target_tokenizer} --init-from-file "
+                      "{overrides} --out {out}",
+                      "--method fvt --source-model {model} --target-tokenizer {target_tokenizer} --extend true "
+                      "--extend-max 50 --corpus {text_target} --extend-keep {text} --out {out}",
+                      "--method transtok --source-model {model} --target-tokenizer {target_tokenizer} --parallel "
+                      "{parallel_a} {parallel_b} --align-iterations 2 --out {out}")),
     Command(("context", "extend"), "langadapt.context.cli:ContextExtendArgs", "langadapt.context.cli:extend_command",
             "Extend a model's maximum input length: tile learned positions, convert to Longformer, or scale RoPE.",
             examples=("--model {model} --tokenizer {tokenizer} --max-positions 512 --rope yarn --out {out}",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 PLACEHOLDER_KINDS = {
-    "text": "source", "text_target": "source", "parallel_a": "source", "parallel_b": "source",
+    "text": "source", "text_target": "source", "parallel_a": "source", "parallel_b": "source", "overrides": "source",
     "tokenizer": "tokenizer", "target_tokenizer": "tokenizer",
     "model": "model", "helper": "model", "mlm_model": "model",
     "store": "store",
@@ -72,6 +72,10 @@ def build(root: Path) -> dict[str, Path]:
                        ).save_pretrained(root / "mlm_model")
     tok.save_pretrained(root / "mlm_model")
     paths["mlm_model"] = root / "mlm_model"
+    paths["overrides"] = root / "overrides.tsv"  # --init-from-file: a target token <TAB> a source token
+    paths["overrides"].write_text(f"{world.target_tokenizer.convert_ids_to_tokens(len(world.target_tokenizer) - 1)}\t"
+                                  f"{world.source_tokenizer.convert_ids_to_tokens(len(world.source_tokenizer) - 1)}\n",
+                                  encoding="utf-8")
     prepare_store(str(paths["text"]), world.source_tokenizer, root / "store", val_docs=20, workers=1)
     paths["store"] = root / "store"
     paths["fasttext_tokens"] = world.target_token_fasttext

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 from langadapt.errors import UserError
 from langadapt.transfer.calibrate import CalibrateOptions
+from langadapt.transfer.extend import ExtendOptions
 from langadapt.transfer.inputs import INPUT_KINDS
+from langadapt.transfer.overrides import InitFromOptions
 from langadapt.transfer.registry import METHOD_LIST, get_method
 from langadapt.transfer.run import RunOptions, TransferSpec, transfer
 from langadapt.transfer.streaming import StreamOptions
@@ -36,7 +38,8 @@ def _method_components() -> list[type]:
 
 # Field order in --help: the spec, then each method's inputs and options, then calibration and the run options.
 @dataclass
-class TransferArgs(StreamOptions, RunOptions, CalibrateOptions, *reversed(_method_components()), TransferSpec):
+class TransferArgs(StreamOptions, RunOptions, CalibrateOptions, InitFromOptions, ExtendOptions,
+                   *reversed(_method_components()), TransferSpec):
     def __post_init__(self) -> None:
         """Nothing here: the chosen method's options are checked (and their errors given flag names) when
         ``transfer_command`` builds them; the other methods' options are ignored, as their defaults."""
@@ -44,7 +47,8 @@ class TransferArgs(StreamOptions, RunOptions, CalibrateOptions, *reversed(_metho
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(TransferArgs))
 SPEC = frozenset(f.name for f in dataclasses.fields(TransferSpec))
-COMMON = frozenset(f.name for cls in (RunOptions, CalibrateOptions, StreamOptions) for f in dataclasses.fields(cls))
+COMMON = frozenset(f.name for cls in (RunOptions, CalibrateOptions, StreamOptions, InitFromOptions, ExtendOptions)
+                   for f in dataclasses.fields(cls))
 
 
 def _flag(name: str) -> str:

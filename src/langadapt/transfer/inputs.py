@@ -8,7 +8,8 @@ A method's registry entry names the inputs it ``needs``; ``load_inputs`` fills a
 - ``token_vectors``: a token-level fastText model of the target language, given or trained on a corpus
   (``TokenVectorInputs``);
 - ``word_vectors``: word-level fastText models of both languages aligned with a bilingual dictionary
-  (``WordVectorInputs``).
+  (``WordVectorInputs``);
+- ``alignments``: token links of parallel text, aligned with eflomal (``ParallelInputs``).
 
 Each ``*Inputs`` dataclass holds the parameters the user gives for one kind of input; ``INPUT_KINDS`` says
 which of them are required. Errors name the parameters (``fasttext_model``); the CLI turns them into flags.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
@@ -93,6 +94,17 @@ class WordVectorInputs:
     """wechsel: bilingual dictionary, one 'source_word<TAB or space>target_word' pair per line."""
 
 
+@dataclass
+class ParallelInputs:
+    parallel: Optional[Union[list[SourcePath], SourcePath]] = None
+    """transtok: two parallel files, SOURCE-language then TARGET-language, line i translating line i: `A B`, `A,B`
+    or `[A,B]`. .txt: one sentence per line; .jsonl: one record per line (--text-field)."""
+    parallel_max_lines: Optional[Count] = None
+    """transtok: align only the first N line pairs (default: all)."""
+    align_iterations: Optional[Count] = None
+    """transtok: eflomal iterations per model (IBM1, HMM, fertility); default eflomal's, more for small corpora."""
+
+
 @dataclass(frozen=True)
 class InputKind:
     params: type | None = None
@@ -108,6 +120,7 @@ INPUT_KINDS = {
     "helper": InputKind(HelperInputs, (("helper_model",),)),
     "token_vectors": InputKind(TokenVectorInputs, (("fasttext_model", "corpus"),)),
     "word_vectors": InputKind(WordVectorInputs, (("source_fasttext",), ("target_fasttext",), ("dictionary",))),
+    "alignments": InputKind(ParallelInputs, (("parallel",),)),
 }
 
 
@@ -222,6 +235,44 @@ def load_word_vectors(source_tokenizer, target_tokenizer,
     return source_vectors, target_vectors, details
 
 
+# ---- parallel text aligned token by token (transtok) ------------------------------------------------------
+
+def load_alignments(source_tokenizer, target_tokenizer, params: ParallelInputs, *, text_field: str = "text",
+                    seed: int = 0) -> tuple[torch.Tensor, dict]:
+    """(sparse [n_target, n_source] link counts, details) from ``params.parallel`` aligned with eflomal."""
+    from langadapt.eval.bpb import split_list
+    from langadapt.eval.similarity import read_parallel_lines
+    from langadapt.transfer.align import align, check_aligner, link_counts
+
+    files = split_list(params.parallel)
+    if len(files) != 2:
+        raise InputError(f"`parallel` needs exactly two files (SOURCE_TEXT TARGET_TEXT), got {len(files)}")
+    check_aligner()
+    lines = []
+    for path in files:
+        if not Path(path).is_file():
+            raise InputError(f"`parallel` file '{path}' does not exist; give two local text files aligned by line")
+        try:
+            lines.append(read_parallel_lines(path, text_field))
+        except UnicodeDecodeError:
+            raise InputError(f"`parallel` file '{path}' is not UTF-8 text") from None
+    if len(lines[0]) != len(lines[1]):
+        raise InputError(f"`parallel` files have different line counts: '{files[0]}' {len(lines[0])}, "
+                         f"'{files[1]}' {len(lines[1])}; they must be aligned line by line")
+    pairs = [(a, b) for a, b in zip(*lines) if a.strip() and b.strip()][:params.parallel_max_lines]
+    if not pairs:
+        raise InputError(f"`parallel` files '{files[0]}' and '{files[1]}' have no non-empty line pair")
+    started = time.perf_counter()
+    source_ids = source_tokenizer([a for a, _ in pairs], add_special_tokens=False)["input_ids"]
+    target_ids = target_tokenizer([b for _, b in pairs], add_special_tokens=False)["input_ids"]
+    info(f"transtok: aligning {len(pairs)} sentence pairs with eflomal")
+    forward, reverse = align(source_ids, target_ids, seed=seed, iterations=params.align_iterations)
+    counts = link_counts(source_ids, target_ids, [forward, reverse], len(target_tokenizer), len(source_tokenizer))
+    details = {"parallel": [str(f) for f in files], "sentence_pairs": len(pairs), "aligner": "eflomal",
+               "links": int(counts.values().sum()), "align_seconds": round(time.perf_counter() - started, 3)}
+    return counts, details
+
+
 # ---- all of a method's inputs ----------------------------------------------------------------------------
 
 def load_inputs(needs: tuple[str, ...], source_tokenizer, target_tokenizer, matrix_names: list[str],
@@ -249,6 +300,10 @@ def load_inputs(needs: tuple[str, ...], source_tokenizer, target_tokenizer, matr
         inputs.source_word_vectors, inputs.target_word_vectors, details = load_word_vectors(
             source_tokenizer, target_tokenizer, params["word_vectors"])
         inputs.copy_target_ids, inputs.copy_source_ids = shared_special_tokens(source_tokenizer, target_tokenizer)
+        inputs.details.update(details)
+    if "alignments" in needs:
+        inputs.alignment_counts, details = load_alignments(source_tokenizer, target_tokenizer, params["alignments"],
+                                                           text_field=text_field, seed=seed)
         inputs.details.update(details)
     return inputs
 

@@ -23,6 +23,7 @@ from langadapt.transfer.fvt import FvtOptions, fvt_method
 from langadapt.transfer.inputs import INPUT_KINDS, parameter_names
 from langadapt.transfer.omp import OmpOptions, omp_method
 from langadapt.transfer.result import MethodInputs, MethodResult
+from langadapt.transfer.transtok import TranstokOptions, transtok_method
 from langadapt.transfer.wechsel import WechselOptions, wechsel_method
 
 
@@ -56,6 +57,8 @@ METHOD_LIST = [
            "Fast Vocabulary Transfer (Gee et al. 2022)"),
     Method("omp", OmpOptions, omp_method, ("overlap", "helper"),
            "orthogonal matching pursuit over the overlapping tokens (as mergekit's tokensurgeon)"),
+    Method("transtok", TranstokOptions, transtok_method, ("overlap_any", "alignments"),
+           "trans-tokenization from eflomal token alignments of parallel text (Remy et al. 2024)"),
     Method("mean", BaselineOptions, mean_method, baseline_needs, "mean of the source embeddings"),
     Method("random", RandomOptions, random_method, baseline_needs, "random normal initialization"),
     Method("gaussian", BaselineOptions, gaussian_method, baseline_needs,

@@ -9,7 +9,7 @@ from pathlib import Path
 from langadapt.transfer.registry import REGISTRY
 
 # Keys left out of the JSON when they have no value (the rest are always there, None included).
-OPTIONAL_KEYS = ("positions", "calibration", "source_model", "target_tokenizer", "helper_model")
+OPTIONAL_KEYS = ("positions", "init_from", "calibration", "source_model", "target_tokenizer", "helper_model")
 
 
 @dataclass
@@ -39,6 +39,8 @@ class TransferReport:
     seconds: dict
     positions: dict | None = None
     """RoBERTa-style position rows moved with the pad id."""
+    init_from: list | None = None
+    """The per-token overrides (``--init-from``): target token and id, source token and id, the origin replaced."""
     calibration: dict | None = None
     source_model: str | None = None
     target_tokenizer: str | None = None

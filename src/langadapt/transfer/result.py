@@ -53,6 +53,7 @@ class MethodInputs:
     source_word_vectors, target_word_vectors, copy_target_ids, copy_source_ids (``word_vectors``): fastText
         vectors of every source and target token in one aligned space, and the special tokens to copy.
     decompositions (``decompositions``): per target id, the source ids that spell it.
+    alignment_counts (``alignments``): sparse ``[n_target, n_source]`` token-link counts on parallel text.
     details: where the inputs came from (file names, fastText settings), merged into the report.
     """
 
@@ -71,6 +72,7 @@ class MethodInputs:
     copy_target_ids: torch.Tensor | None = None
     copy_source_ids: torch.Tensor | None = None
     decompositions: list[list[int]] | None = None
+    alignment_counts: torch.Tensor | None = None
     details: dict = field(default_factory=dict)
 
     @property

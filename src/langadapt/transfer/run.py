@@ -24,9 +24,11 @@ from langadapt.options import ModelPath, OutDir, Seed, TokenizerPath
 from langadapt.progress import bars_enabled, info
 from langadapt.transfer.basic import fill_fallback
 from langadapt.transfer.calibrate import CalibrateOptions, calibrate_logit_scale
+from langadapt.transfer.extend import Extension, extend_vocabulary, split_parameters
 from langadapt.transfer.inputs import HelperInputs, load_inputs, open_helper
 from langadapt.transfer.overlap import overlap_counts
-from langadapt.transfer.registry import Request, resolve
+from langadapt.transfer.overrides import InitFromOptions, apply_overrides, resolve_overrides
+from langadapt.transfer.registry import Request, get_method, resolve
 from langadapt.transfer.report import TransferReport, write_model_card
 from langadapt.transfer.result import ORIGIN_NAMES
 from langadapt.transfer.streaming import StreamOptions, open_source
@@ -98,12 +100,16 @@ def _json_safe(value):
     return str(value)
 
 
-def transfer_with(model, source_tokenizer, target_tokenizer, request: Request, run: RunOptions) -> TransferReport:
-    """The in-memory transfer of a checked ``request``: ``model`` is modified in place."""
+def transfer_with(model, source_tokenizer, target_tokenizer, request: Request, run: RunOptions,
+                  init_from: InitFromOptions | None = None, extension: Extension | None = None) -> TransferReport:
+    """The in-memory transfer of a checked ``request``: ``model`` is modified in place. With ``extension`` the
+    method runs for ``target_tokenizer`` and the model gets the merged tokenizer's vocabulary."""
     started = time.perf_counter()
+    final_tokenizer = extension.tokenizer if extension is not None else target_tokenizer
+    overrides = resolve_overrides(init_from.pairs(), source_tokenizer, final_tokenizer) if init_from else []
     method = request.method.name
     check_tokenizer_fits(source_tokenizer, model, "source", getattr(model, "name_or_path", "") or "source model")
-    check_padding_positions(model, target_tokenizer.pad_token_id)
+    check_padding_positions(model, final_tokenizer.pad_token_id)
     names, matrices = source_matrices(model, len(source_tokenizer))
     method_started = time.perf_counter()
     inputs = load_inputs(request.needs, source_tokenizer, target_tokenizer, names, matrices, params=request.inputs,
@@ -115,6 +121,12 @@ def transfer_with(model, source_tokenizer, target_tokenizer, request: Request, r
     if len(result.matrices) != len(matrices) or any(m.shape != (n_target, s.shape[1])
                                                     for m, s in zip(result.matrices, matrices)):
         raise RuntimeError(f"method '{method}' returned matrices of the wrong shape")
+    if extension is not None:  # source rows first, bit for bit; then the added tokens' rows
+        result = extension.apply(result, matrices)
+        target_tokenizer, n_target = final_tokenizer, len(final_tokenizer)
+    target_tokens = target_tokenizer.convert_ids_to_tokens(list(range(n_target)))
+    init_from_report = apply_overrides(result, matrices, overrides, target_tokens,
+                                       source_tokenizer.convert_ids_to_tokens(list(range(len(source_tokenizer)))))
     fill_fallback(result, matrices, run.seed)
     for name, matrix in zip(names, result.matrices):
         if not torch.isfinite(matrix).all():
@@ -128,7 +140,6 @@ def transfer_with(model, source_tokenizer, target_tokenizer, request: Request, r
         info(f"warning: the new pad id moves RoBERTa-style position ids; the model now takes sequences of at most "
              f"{positions['usable_positions']} tokens (was {positions['usable_positions_before']})")
 
-    target_tokens = target_tokenizer.convert_ids_to_tokens(list(range(n_target)))
     details = _json_safe(result.details)
     if inputs.details:  # where the inputs came from, and the time it took to read them and run the method
         details.update(_json_safe(inputs.details), seed=run.seed, seconds=round(method_seconds, 3))
@@ -156,6 +167,7 @@ def transfer_with(model, source_tokenizer, target_tokenizer, request: Request, r
         details=details,
         seconds={"method": round(method_seconds, 3), "transfer": round(time.perf_counter() - started, 3)},
         positions=positions or None,
+        init_from=init_from_report or None,
     )
 
 
@@ -167,7 +179,12 @@ def transfer_model(model, source_tokenizer, target_tokenizer, method: str, **par
     """
     parameters = dict(parameters)
     run = pop_fields(RunOptions, parameters)
-    report = transfer_with(model, source_tokenizer, target_tokenizer, resolve(method, parameters), run)
+    init_from = pop_fields(InitFromOptions, parameters)
+    extend, corpus = split_parameters(get_method(method), parameters)
+    request = resolve(method, parameters)
+    extension = extend_vocabulary(source_tokenizer, target_tokenizer, extend, corpus=corpus,
+                                  text_field=run.text_field) if extend.extend else None
+    report = transfer_with(model, source_tokenizer, target_tokenizer, request, run, init_from, extension)
     return model, report.to_dict()
 
 
@@ -203,9 +220,12 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     run = pop_fields(RunOptions, parameters)
     calibration = pop_fields(CalibrateOptions, parameters)
     streaming = pop_fields(StreamOptions, parameters)
+    init_from = pop_fields(InitFromOptions, parameters)
+    init_from.pairs()  # a malformed list or a missing file is reported before anything is loaded
     source_tokenizer = parameters.pop("source_tokenizer", None)
     if out is None:
         raise ConfigError("transfer needs an output directory (`out`)")
+    extend, extend_corpus = split_parameters(get_method(method), parameters)
     request = resolve(method, parameters)
     if Path(out).exists() and not run.overwrite:
         raise ConfigError(f"output '{out}' already exists; choose another path or pass `overwrite`")
@@ -234,8 +254,12 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     model = source.model
     if with_helper:
         request.inputs["helper"] = HelperInputs(open_helper(helper_model))
+    extension = extend_vocabulary(source_tok, target_tok, extend, corpus=extend_corpus,
+                                  text_field=run.text_field) if extend.extend else None
 
-    report = transfer_with(model, source_tok, target_tok, request, run)
+    report = transfer_with(model, source_tok, target_tok, request, run, init_from, extension)
+    if extension is not None:
+        target_tok = extension.tokenizer  # what is calibrated on and saved
     if calibration_texts is not None:
         fit = calibrate_logit_scale(model, target_tok, calibration_texts, calibration.tokens)
         report.inputs["text_field"] = run.text_field

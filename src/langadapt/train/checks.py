@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 from langadapt.errors import ConfigError
-from langadapt.train.config import OBJECTIVES, PRECISIONS, TrainRunConfig
+from langadapt.train.config import OBJECTIVES, PRECISIONS, FSDPArgs, TrainRunConfig
 from langadapt.train.phases import Phase
 from langadapt.train.schedules import SCHEDULES
 
@@ -32,6 +32,19 @@ def validate(cfg: TrainRunConfig) -> None:
             raise ConfigError(f"log.{package} needs the {package} package: pip install {package}")
     if cfg.model_config is None and not cfg.model:
         raise ConfigError("set model (a model dir or Hub id) or model_config")
+    if not t.fsdp:
+        o, default = t.fsdp_options, FSDPArgs()
+        changed = [k for k in vars(default) if getattr(o, k) != getattr(default, k)]
+        if changed:
+            raise ConfigError(f"train.fsdp_options.{changed[0]} is a sharding option: it needs train.fsdp true")
+
+
+def check_strategy(cfg: TrainRunConfig, world: int) -> None:
+    """The FSDP strategy fits the number of processes (checked once the launcher has said how many)."""
+    hybrid = cfg.train.fsdp_options.hybrid
+    if cfg.train.fsdp and hybrid and world % hybrid:
+        raise ConfigError(f"train.fsdp_options.hybrid {hybrid} does not divide the {world} processes; "
+                          "use a divisor of the number of processes")
 
 
 def check_batches(cfg: TrainRunConfig, phases: list[Phase], world: int) -> None:

@@ -131,7 +131,8 @@ def train_step(run: Run, model, optimizer, phase: Phase, step: int) -> tuple[flo
     nll_total = torch.zeros((), device=accelerator.device)
     model.train()
     for i, batch in enumerate(batches):
-        sync = contextlib.nullcontext() if i == accumulation - 1 else no_gradient_sync(model, run.sharded, accelerator)
+        sync = contextlib.nullcontext() if i == accumulation - 1 else no_gradient_sync(model, run.sharded, accelerator,
+                                                                                   t.no_sync_accumulation)
         inputs = {"input_ids": batch["input_ids"].to(accelerator.device)}
         if cfg.data.mode == "packed":
             inputs["position_ids"] = batch["position_ids"].to(accelerator.device)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 
+import torch
+
 from langadapt.errors import ConfigError
 from langadapt.train.config import OBJECTIVES, PRECISIONS, FSDPArgs, TrainRunConfig
+from langadapt.train.optim import check_optimizer
 from langadapt.train.phases import Phase
 from langadapt.train.schedules import SCHEDULES
 
@@ -32,6 +35,7 @@ def validate(cfg: TrainRunConfig) -> None:
             raise ConfigError(f"log.{package} needs the {package} package: pip install {package}")
     if cfg.model_config is None and not cfg.model:
         raise ConfigError("set model (a model dir or Hub id) or model_config")
+    check_optimizer(t.optimizer, torch.cuda.is_available())
     if not t.fsdp:
         o, default = t.fsdp_options, FSDPArgs()
         changed = [k for k in vars(default) if getattr(o, k) != getattr(default, k)]

@@ -103,7 +103,7 @@ def enter_phase(run: Run, phase: Phase, resuming: bool):
     set_trainable(raw, phase.only_embeddings)
     model = wrap_model(raw, run.accelerator, t.compile, run.sharded)
     optimizer = make_optimizer(raw, phase.schedule.peak_lr, t.weight_decay, t.decay_embeddings, (t.beta1, t.beta2),
-                               t.eps)
+                               t.eps, t.optimizer)
     if resuming and run.resume is not None and run.resume.phase == phase.name:
         load_optimizer_state(raw, optimizer, run.resume.state["optimizer"])
     return model, optimizer

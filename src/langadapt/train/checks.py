@@ -36,6 +36,14 @@ def validate(cfg: TrainRunConfig) -> None:
     if cfg.model_config is None and not cfg.model:
         raise ConfigError("set model (a model dir or Hub id) or model_config")
     check_optimizer(t.optimizer, torch.cuda.is_available())
+    if t.lora is not None:
+        if importlib.util.find_spec("peft") is None:
+            raise ConfigError("train.lora needs peft: pip install 'langadapt[scale]' (or peft)")
+        if t.fsdp:
+            raise ConfigError("train.lora with train.fsdp is not supported yet; use DDP (drop train.fsdp) with LoRA")
+        if cfg.checkpoint.every or cfg.resume or (t.schedule == "infinite" and t.anneal_steps):
+            raise ConfigError("train.lora saves only the merged final/ so far (no resumable or pre-anneal "
+                              "checkpoints); set checkpoint.every 0, drop resume and train.anneal_steps")
     if not t.fsdp:
         o, default = t.fsdp_options, FSDPArgs()
         changed = [k for k in vars(default) if getattr(o, k) != getattr(default, k)]

@@ -23,6 +23,7 @@ from langadapt.train.checkpoint import list_checkpoints, load_checkpoint_state
 from langadapt.train.checks import check_batches, check_strategy, self_defeating, validate
 from langadapt.train.config import TrainRunConfig
 from langadapt.train.evaluation import frame_ids
+from langadapt.train.lora import apply_lora
 from langadapt.train.metrics import MetricsLog
 from langadapt.train.phases import Phase, build_phases
 from langadapt.train.precision import grad_scaler, make_accelerator, weight_dtype
@@ -108,6 +109,8 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     model.config.use_cache = False
     print_fp = fingerprint(cfg, model)
+    if t.lora is not None:
+        model = apply_lora(model, t.lora)
 
     resume = None
     if checkpoint_path is not None:

@@ -88,6 +88,9 @@ COMMANDS: list[Command] = [
             "Fine-tune sentence(-pair) classification or regression; accuracy/F1/Matthews or Pearson/Spearman per set.",
             examples=("--model {model} --tokenizer {tokenizer} --train {cls_train} --eval en={cls_eval} --out {out} "
                       "--steps 2 --batch-size 4 --max-seq-length 32",)),
+    Command(("bench",), "langadapt.bench.sweep:BenchArgs", "langadapt.bench.sweep:bench_command",
+            "Efficiency sweep: precision x micro-batch x checkpointing x FSDP x compile x processes; MFU, memory.",
+            examples=("--model {model} --out {out} --precision fp32 --micro-batch-size 1 --block-size 16 --steps 2",)),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report.",
             examples=("--out {out} --methods mean,clp --adapt-steps 2 --calibrate false --source-model {model} "

@@ -162,9 +162,11 @@ def sweep(args: BenchArgs) -> list[dict]:
     if not args.model and not args.model_config:
         raise ConfigError("bench: set --model (a model dir or Hub id) or --model-config")
     if args.model:
-        from langadapt.io.models import load_config
+        from langadapt.io.models import load_config, load_tokenizer
 
-        load_config(args.model)  # a clear error now rather than in every point
+        # a clear error now rather than in every point; a directory `train` could not use is refused too
+        load_config(args.model)
+        load_tokenizer(args.model, role="model")
     todo = points(args)
     rows: list[dict] = []
     oom_at: dict[tuple, int] = {}  # group -> smallest micro-batch that ran out of memory

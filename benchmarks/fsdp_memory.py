@@ -5,9 +5,10 @@ loads the full model, then shards it), measured in the same run.
 A random-weight Llama (default: d 768, 8 layers, vocab 32k, ≈ 106M parameters, fp32: 425 MB) is saved to a
 temporary directory; each side runs one optimizer step (micro-batch 1, block 32) under ``torchrun``; each rank
 reports its ``ru_maxrss`` after setup (loading and sharding) and at exit.
-For fp32 AdamW on 2 processes the training step itself (shard + gradients + two moment shards ≈ 2 full models
-per process with no-sync accumulation buffers) exceeds one full model, so the whole-run peak moves less than the
-loading peak; the saving grows with the number of processes. The baseline is the same code with ``empty=False`` forced (every rank loads).
+For fp32 AdamW on 2 processes the training step itself (parameter shard, gradients, two moment shards: at least
+1.5 full models per process) exceeds one full model, so the whole-run peak moves less than the loading peak; the
+saving grows with the number of processes. The baseline is the same code with ``empty=False`` forced (every rank
+loads the full model).
 
     python benchmarks/fsdp_memory.py
     python benchmarks/fsdp_memory.py --hidden 1024 --layers 12

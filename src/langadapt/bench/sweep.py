@@ -150,7 +150,8 @@ def summarize(args: BenchArgs, point: dict, raw: dict) -> dict:
     n_matmul = matmul_parameters(raw["n_params"], raw["embedding_params"], raw["tied"])
     per_token = flops_per_token(n_matmul, raw["n_layers"], raw["width"], args.block_size)
     peak = args.peak_tflops or detect_peak_tflops(raw.get("device"))
-    row.update({"step_times_s": times, "step_time_s": mean, "step_time_std_s": std, "tokens_per_s": tps, "peak_mem_mb": raw["peak_mem_mb"],
+    row.update({"step_times_s": times, "step_time_s": mean, "step_time_std_s": std, "tokens_per_s": tps,
+                "peak_mem_mb": raw["peak_mem_mb"],
                 "n_params": raw["n_params"], "flops_per_token": per_token, "peak_tflops": peak,
                 "mfu": mfu(tps, per_token, peak, point["processes"]), "device": raw.get("device"),
                 "device_hours": gpu_hours(args.tokens, tps, point["processes"])})

@@ -11,5 +11,5 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 if ! python -c "import torch" 2>/dev/null; then
   pip install -q torch==2.13.0 2>/dev/null || echo "setup: torch==2.13.0 not available here; pip will choose a torch build" >&2
 fi
-pip install -q -e ".[dev,fasttext,eval,parity,word2vec,transtok]" 2>&1 | grep -v "^WARNING: Location" || true
+pip install -q -e ".[dev,fasttext,eval,parity,word2vec,transtok,scale]" 2>&1 | grep -v "^WARNING: Location" || true
 python -c "import langadapt, torch; print(f'setup: langadapt {langadapt.__version__}, torch {torch.__version__}')"

@@ -122,6 +122,9 @@ COMMANDS: list[Command] = [
             "gensim word2vec on a language mixed with its clone: token-clone alignment (NN accuracy, cosine) vs "
             "p_clone.",
             examples=("--store {store} --out {out} --p-clone 0.5 --tokens 2000 --block-size 32 --dim 8 --workers 1",)),
+    Command(("bench",), "langadapt.bench.sweep:BenchArgs", "langadapt.bench.sweep:bench_command",
+            "Efficiency sweep: precision x micro-batch x checkpointing x FSDP x compile x processes; MFU, memory.",
+            examples=("--model {model} --out {out} --precision fp32 --micro-batch-size 1 --block-size 16 --steps 2",)),
     Command(("demo",), "langadapt.demo.run:DemoArgs", "langadapt.demo.run:demo_command",
             "End-to-end offline demo: synthetic languages, transfer methods, continued pretraining, report.",
             examples=("--out {out} --methods mean,clp --adapt-steps 2 --calibrate false --source-model {model} "

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 
+import torch
+
 from langadapt.errors import ConfigError
-from langadapt.train.config import OBJECTIVES, PRECISIONS, TrainRunConfig
+from langadapt.train.config import OBJECTIVES, PRECISIONS, FSDPArgs, TrainRunConfig
+from langadapt.train.optim import check_optimizer
 from langadapt.train.phases import Phase
 from langadapt.train.schedules import SCHEDULES
 
@@ -32,6 +35,28 @@ def validate(cfg: TrainRunConfig) -> None:
             raise ConfigError(f"log.{package} needs the {package} package: pip install {package}")
     if cfg.model_config is None and not cfg.model:
         raise ConfigError("set model (a model dir or Hub id) or model_config")
+    check_optimizer(t.optimizer, torch.cuda.is_available())
+    if t.lora is not None:
+        if importlib.util.find_spec("peft") is None:
+            raise ConfigError("train.lora needs peft: pip install 'langadapt[scale]' (or peft)")
+        if t.fsdp:
+            raise ConfigError("train.lora with train.fsdp is not supported yet; use DDP (drop train.fsdp) with LoRA")
+        if cfg.checkpoint.every or cfg.resume or (t.schedule == "infinite" and t.anneal_steps):
+            raise ConfigError("train.lora saves only the merged final/ so far (no resumable or pre-anneal "
+                              "checkpoints); set checkpoint.every 0, drop resume and train.anneal_steps")
+    if not t.fsdp:
+        o, default = t.fsdp_options, FSDPArgs()
+        changed = [k for k in vars(default) if getattr(o, k) != getattr(default, k)]
+        if changed:
+            raise ConfigError(f"train.fsdp_options.{changed[0]} is a sharding option: it needs train.fsdp true")
+
+
+def check_strategy(cfg: TrainRunConfig, world: int) -> None:
+    """The FSDP strategy fits the number of processes (checked once the launcher has said how many)."""
+    hybrid = cfg.train.fsdp_options.hybrid
+    if cfg.train.fsdp and hybrid and world % hybrid:
+        raise ConfigError(f"train.fsdp_options.hybrid {hybrid} does not divide the {world} processes; "
+                          "use a divisor of the number of processes")
 
 
 def check_batches(cfg: TrainRunConfig, phases: list[Phase], world: int) -> None:

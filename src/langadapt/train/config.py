@@ -11,6 +11,7 @@ from langadapt.options import (MAX_COUNT, Beta, Count, Fraction, ModelPath, NonN
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-true", "fp16-mixed")
 OBJECTIVES = ("clm", "mlm")
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "adafactor")
 
 
 @dataclass
@@ -52,6 +53,32 @@ class EmbeddingPhaseArgs:
     """Warmup steps of the phase."""
     global_batch_size: Optional[Count] = None
     """Global batch of the phase (default: train.global_batch_size)."""
+
+
+@dataclass
+class FSDPArgs:
+    """How FSDP2 shards (applies with train.fsdp on several processes)."""
+    reshard_after_forward: bool = True
+    """Free the gathered parameters after the forward pass (FULL_SHARD); false keeps them for the backward
+    (SHARD_GRAD_OP: more memory, one all-gather less per step)."""
+    hybrid: Optional[Count] = None
+    """Hybrid sharding (HSDP): shard inside groups of N processes, replicate across the groups (N divides the
+    number of processes; default: one group of all)."""
+    cpu_offload: bool = False
+    """Keep the sharded parameters, gradients and optimizer state in CPU memory (the optimizer steps on the CPU)."""
+
+
+@dataclass
+class LoraArgs:
+    """Low-rank adapters (peft) on the transformer blocks; embeddings and head train in full."""
+    r: Count = 8
+    """Rank of the adapters."""
+    alpha: PositiveFloat = 16.0
+    """Scale numerator: the update is (alpha / r) · B A."""
+    dropout: Fraction = 0.0
+    """Dropout on the adapters' input."""
+    target_modules: Optional[list[str]] = None
+    """Module names (suffixes) that get adapters, e.g. [q_proj, v_proj] (default: peft's choice for the model type)."""
 
 
 @dataclass
@@ -112,6 +139,16 @@ class TrainArgs:
     """Attention implementation: sdpa or eager."""
     fsdp: bool = False
     """Shard parameters, gradients and optimizer state with FSDP2 when launched on several processes (default: DDP)."""
+    fsdp_options: FSDPArgs = field(default_factory=FSDPArgs)
+    """FSDP2 strategy (needs train.fsdp)."""
+    no_sync_accumulation: bool = True
+    """Skip the gradient all-reduce / reduce-scatter on all but the last accumulation micro-batch (less
+    communication; under FSDP the unsharded gradients are kept until then: more memory)."""
+    optimizer: str = "adamw"
+    """adamw (torch), adamw_8bit, paged_adamw_8bit (bitsandbytes: 8-bit state; needs a GPU) or adafactor
+    (transformers: factored second moment, no first moment)."""
+    lora: Optional[LoraArgs] = None
+    """Train low-rank adapters instead of the blocks (peft); merged into final/ (plain from_pretrained)."""
 
 
 @dataclass

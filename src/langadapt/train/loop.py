@@ -23,6 +23,7 @@ from langadapt.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from langadapt.train.checks import validate
 from langadapt.train.config import TrainRunConfig
 from langadapt.train.evaluation import WithLanguage, clm_split_bpb, evaluate, frame_ids  # noqa: F401 (public here)
+from langadapt.train.lora import merged, set_lora_trainable
 from langadapt.train.objectives import mask_tokens, token_nll_sum
 from langadapt.train.optim import clip_gradients, make_optimizer, set_trainable
 from langadapt.train.phases import Phase, phase_at
@@ -88,6 +89,8 @@ def fit(run: Run) -> dict:
         if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or pre_anneal:
             save_state(run, optimizer, phase, done, tokens_seen, tag="pre-anneal" if pre_anneal else None)
     bar.close()
+    if t.lora is not None:
+        raw = merged(raw)  # final/ is a plain model: adapters folded in
     final_state = full_model_state(raw, run.sharded)
     if run.main:
         log.close()
@@ -100,10 +103,10 @@ def enter_phase(run: Run, phase: Phase, resuming: bool):
     """A new phase: its own trainable set and optimizer (frozen parameters get no state); returns the module the
     steps run through and the optimizer. The saved optimizer state continues only inside its own phase."""
     t, raw = run.cfg.train, run.model
-    set_trainable(raw, phase.only_embeddings)
+    (set_lora_trainable if t.lora is not None else set_trainable)(raw, phase.only_embeddings)
     model = wrap_model(raw, run.accelerator, t.compile, run.sharded)
     optimizer = make_optimizer(raw, phase.schedule.peak_lr, t.weight_decay, t.decay_embeddings, (t.beta1, t.beta2),
-                               t.eps)
+                               t.eps, t.optimizer)
     if resuming and run.resume is not None and run.resume.phase == phase.name:
         load_optimizer_state(raw, optimizer, run.resume.state["optimizer"])
     return model, optimizer
@@ -131,7 +134,8 @@ def train_step(run: Run, model, optimizer, phase: Phase, step: int) -> tuple[flo
     nll_total = torch.zeros((), device=accelerator.device)
     model.train()
     for i, batch in enumerate(batches):
-        sync = contextlib.nullcontext() if i == accumulation - 1 else no_gradient_sync(model, run.sharded, accelerator)
+        sync = contextlib.nullcontext() if i == accumulation - 1 else no_gradient_sync(model, run.sharded, accelerator,
+                                                                                   t.no_sync_accumulation)
         inputs = {"input_ids": batch["input_ids"].to(accelerator.device)}
         if cfg.data.mode == "packed":
             inputs["position_ids"] = batch["position_ids"].to(accelerator.device)

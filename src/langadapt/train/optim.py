@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
+
+from langadapt.errors import ConfigError
+from langadapt.train.config import OPTIMIZERS
 
 
 def embedding_parameters(model) -> set[int]:
@@ -40,10 +45,38 @@ def param_groups(model, weight_decay: float, decay_embeddings: bool) -> list[dic
     return [g for g in groups if g["params"]]
 
 
-def make_optimizer(model, lr: float, weight_decay: float, decay_embeddings: bool, betas, eps) -> torch.optim.AdamW:
-    # torch's own choice of implementation: the multi-tensor (foreach) update on GPUs, the per-parameter
-    # loop on CPU, where forcing foreach measured 1.4-1.9x slower (4M and 26M-parameter Llamas, 1-2 threads)
-    return torch.optim.AdamW(param_groups(model, weight_decay, decay_embeddings), lr=lr, betas=betas, eps=eps)
+def make_optimizer(model, lr: float, weight_decay: float, decay_embeddings: bool, betas, eps,
+                   kind: str = "adamw") -> torch.optim.Optimizer:
+    """The optimizer over the trainable parameters (``kind``: train.optimizer); check it first with
+    :func:`check_optimizer`. The learning rate is set per step from our schedule, so none schedules itself."""
+    groups = param_groups(model, weight_decay, decay_embeddings)
+    if kind == "adamw":
+        # torch's own choice of implementation: the multi-tensor (foreach) update on GPUs, the per-parameter
+        # loop on CPU, where forcing foreach measured 1.4-1.9x slower (4M and 26M-parameter Llamas, 1-2 threads)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    if kind in ("adamw_8bit", "paged_adamw_8bit"):
+        import bitsandbytes as bnb
+
+        cls = bnb.optim.PagedAdamW8bit if kind == "paged_adamw_8bit" else bnb.optim.AdamW8bit
+        return cls(groups, lr=lr, betas=betas, eps=eps)
+    if kind == "adafactor":
+        from transformers.optimization import Adafactor
+
+        # a fixed lr (ours), no update-scale by the parameter's RMS: Adafactor as an AdamW replacement
+        return Adafactor(groups, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False)
+    raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got '{kind}'")
+
+
+def check_optimizer(kind: str, cuda: bool) -> None:
+    """Refuse an optimizer this installation or hardware cannot run, in one line."""
+    if kind not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got '{kind}'")
+    if kind.endswith("8bit") and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"train.optimizer {kind} needs bitsandbytes: pip install 'langadapt[scale]' "
+                          "(or bitsandbytes), or use adamw / adafactor")
+    if kind == "paged_adamw_8bit" and not cuda:
+        raise ConfigError("train.optimizer paged_adamw_8bit pages its state through CUDA unified memory and "
+                          "needs a GPU; on CPU use adamw_8bit, adafactor or adamw")
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:

@@ -21,14 +21,15 @@ from langadapt.io.models import check_vocab_fits, load_config, load_model, load_
 from langadapt.progress import info, warn
 from langadapt.train import rundir
 from langadapt.train.checkpoint import list_checkpoints, load_checkpoint_state
+from langadapt.train.checks import check_batches, check_strategy, self_defeating, validate
 from langadapt.train.clones import grow_for_clones
-from langadapt.train.checks import check_batches, self_defeating, validate
 from langadapt.train.config import TrainRunConfig
 from langadapt.train.evaluation import frame_ids
+from langadapt.train.lora import apply_lora
 from langadapt.train.metrics import MetricsLog
 from langadapt.train.phases import Phase, build_phases
 from langadapt.train.precision import grad_scaler, make_accelerator, weight_dtype
-from langadapt.train.sharding import shard_model
+from langadapt.train.sharding import fill_from_rank0, shard_model
 
 
 @dataclass
@@ -84,12 +85,16 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     phases = build_phases(cfg)
     check_batches(cfg, phases, world)
+    check_strategy(cfg, world)
     warnings = self_defeating(cfg, phases)  # shown once every check has passed: a refused run shows one line
     checkpoint_path = rundir.start_checkpoint(cfg)
 
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, role="tokenizer" if cfg.tokenizer else "model")
+    sharded = t.fsdp and world > 1
+    # FSDP: only rank 0 reads the weights; the others build the model on the meta device and get their shards
     model = load_training_model(cfg, str(checkpoint_path) if checkpoint_path else
-                                (None if cfg.model_config is not None else cfg.model), t.precision)
+                                (None if cfg.model_config is not None else cfg.model), t.precision,
+                                empty=sharded and not main and not t.language_embeddings)  # (grows a table)
     vocab_rows = model.get_input_embeddings().weight.shape[0]
     check_vocab_fits(len(tokenizer), vocab_rows, cfg.model, cfg.tokenizer or cfg.model)
     if t.objective == "mlm" and tokenizer.mask_token_id is None:
@@ -108,6 +113,8 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     model.config.use_cache = False
     print_fp = fingerprint(cfg, model)
+    if t.lora is not None:
+        model = apply_lora(model, t.lora)
 
     resume = None
     if checkpoint_path is not None:
@@ -132,11 +139,14 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
                      wandb_config=json.loads(json.dumps(vars(cfg), default=str)) if cfg.log.wandb else None) \
         if main else None
 
-    model = model.to(accelerator.device)
     scaler = grad_scaler(t.precision, accelerator.device)
-    sharded = t.fsdp and world > 1
     if sharded:
-        shard_model(model, accelerator.device)
+        full_state = model.to(accelerator.device).state_dict() if main else {}
+        shard_model(model, accelerator.device, t.fsdp_options)
+        fill_from_rank0(model, full_state, accelerator.device)
+        del full_state
+    else:
+        model = model.to(accelerator.device)
     if scaler is not None and resume is not None and resume.state.get("scaler"):
         scaler.load_state_dict(resume.state["scaler"])
     found = list_checkpoints(out / "checkpoints")
@@ -154,12 +164,16 @@ def load_resume(path: Path, fingerprint: dict, world: int) -> Resume:
                   state=state)
 
 
-def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str):
-    """The model to train: from ``source`` (a dir/Hub id or a checkpoint) or built from cfg.model_config."""
+def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str, empty: bool = False):
+    """The model to train: from ``source`` (a dir/Hub id or a checkpoint) or built from cfg.model_config.
+    ``empty``: its parameters on the meta device (no memory, no reading of weights), buffers real."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
 
     dtype = weight_dtype(precision)
     kind = "masked" if cfg.train.objective == "mlm" else "causal"
+    built = empty_model(cfg, source, dtype, kind) if empty else None
+    if built is not None:
+        return built
     if source is None:  # from scratch
         spec = dict(cfg.model_config)
         model_type = spec.pop("model_type", None)
@@ -175,6 +189,26 @@ def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str)
         return cls.from_config(config, dtype=dtype)  # built in its dtype: no fp32 copy at the peak
     model = load_model(source, kind=kind, dtype=dtype, attn_implementation=cfg.train.attention)
     return model.to(dtype)
+
+
+def empty_model(cfg: TrainRunConfig, source: str | None, dtype, kind: str):
+    """The architecture of :func:`load_training_model`'s model with meta parameters (real buffers: rotary
+    frequencies and position ids are not in the state dict that rank 0 broadcasts). None for a tied head:
+    materializing a meta parameter shared by two modules under FSDP2 breaks the tie, so such models load whole."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    if source is None:
+        spec = dict(cfg.model_config)
+        config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    else:
+        config = load_config(source)
+    if getattr(config.get_text_config(), "tie_word_embeddings", False):
+        return None
+    config._attn_implementation = cfg.train.attention
+    cls = AutoModelForMaskedLM if kind == "masked" else AutoModelForCausalLM
+    with init_empty_weights(include_buffers=False):
+        return cls.from_config(config, dtype=dtype)
 
 
 def fingerprint(cfg: TrainRunConfig, model) -> dict:

@@ -15,21 +15,53 @@ import torch
 from langadapt.errors import ConfigError
 
 
-def shard_model(model, device: torch.device) -> None:
+def shard_model(model, device: torch.device, options=None) -> None:
     """Shard ``model`` in place with FSDP2: every transformer block (the classes transformers never splits)
-    is its own unit, the rest (embeddings, final norm, head) the root unit."""
+    is its own unit, the rest (embeddings, final norm, head) the root unit. ``options`` (train.FSDPArgs):
+    reshard after forward or not, hybrid groups (a 2-D replicate × shard mesh), CPU offload."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
-    mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+    world = dist.get_world_size()
+    hybrid = getattr(options, "hybrid", None)
+    if hybrid:  # HSDP: all-gather / reduce-scatter inside a group, all-reduce across the groups
+        check_hybrid(hybrid, world)
+        mesh = init_device_mesh(device.type, (world // hybrid, hybrid), mesh_dim_names=("replicate", "shard"))
+    else:
+        mesh = init_device_mesh(device.type, (world,))
+    reshard_after_forward = getattr(options, "reshard_after_forward", True)
+    offload = OffloadPolicy()
+    if getattr(options, "cpu_offload", False):  # pinned host memory needs an accelerator
+        offload = CPUOffloadPolicy(pin_memory=device.type == "cuda")
     block_types = set(getattr(model, "_no_split_modules", None) or [])
     blocks = [m for m in model.modules() if type(m).__name__ in block_types]
     if not blocks:
         raise ConfigError(f"train.fsdp: no transformer blocks found in {type(model).__name__} to shard; use DDP")
     for block in blocks:
-        fully_shard(block, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+        fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward, offload_policy=offload)
+    fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward, offload_policy=offload)
+
+
+def fill_from_rank0(model, full_state: dict, device: torch.device) -> None:
+    """Give every process its shards of rank 0's ``full_state`` (the other ranks pass ``{}``: their sharded
+    parameters are still on the meta device). Buffers are not sharded and are kept as they were built."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    buffers = dict(model.named_buffers())
+    if any(p.device.type == "meta" for p in model.parameters()):
+        model.to_empty(device=device)  # storage for the local shards, filled below
+        for name, buffer in buffers.items():
+            owner, _, leaf = name.rpartition(".")
+            model.get_submodule(owner)._buffers[leaf] = buffer.to(device)
+    set_model_state_dict(model, full_state, options=StateDictOptions(full_state_dict=True,
+                                                                     broadcast_from_rank0=True))
+
+
+def check_hybrid(hybrid: int, world: int) -> None:
+    if world % hybrid:
+        raise ConfigError(f"train.fsdp_options.hybrid {hybrid} does not divide the {world} processes; "
+                          "use a divisor of the number of processes")
 
 
 def reshard(model) -> None:
@@ -39,8 +71,11 @@ def reshard(model) -> None:
         model.reshard()
 
 
-def no_gradient_sync(model, sharded: bool, accelerator):
-    """Skip the gradient all-reduce / reduce-scatter on an accumulation micro-batch."""
+def no_gradient_sync(model, sharded: bool, accelerator, enabled: bool = True):
+    """Skip the gradient all-reduce / reduce-scatter on an accumulation micro-batch (``enabled`` False: sync on
+    every micro-batch, train.no_sync_accumulation false)."""
+    if not enabled:
+        return contextlib.nullcontext()
     if sharded:
         return _fsdp_no_sync(model)
     return accelerator.no_sync(model)

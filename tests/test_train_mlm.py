@@ -76,9 +76,14 @@ def test_language_embeddings_need_mlm_and_a_token_type_table(mlm_setup, byte_bpe
     code, _, err = run_cli(*base[:-1], "--model", str(tiny_model_dir(tmp_path, byte_bpe_tokenizer, kind="bert")),
                            "--train.objective", "mlm")
     assert code == 2 and "mask token" in err and err.count("\n") == 1
-    # a store written with a bigger vocabulary (301 ids) than the model's (300 rows)
+    # a store written with another tokenizer: refused by its hash ...
     code, _, err = run_cli(*base[:-1], "--model", str(tiny_model_dir(tmp_path, byte_bpe_tokenizer)))
-    assert code == 2 and "ids up to 300" in err and "300 embedding rows" in err and err.count("\n") == 1
+    assert code == 2 and "was written with tokenizer" in err and err.count("\n") == 1
+    # ... and, allowed, its ids (up to 300) must still fit the model's 300 rows
+    code, _, err = run_cli(*base[:-1], "--model", str(tiny_model_dir(tmp_path, byte_bpe_tokenizer)),
+                           "--data.allow-tokenizer-mismatch", "true")
+    assert code == 2 and "ids up to 300" in err and "300 embedding rows" in err
+    assert err.strip().splitlines()[-1].startswith("langadapt: error:")
 
 
 def test_from_scratch_model_config(tmp_path, byte_bpe_tokenizer):

@@ -233,8 +233,13 @@ def test_mixed_precision_autocasts_and_keeps_fp32_master_weights(setup, precisio
     runs = {}
     for p in ("fp32", precision):
         out = root / p
-        code, _, err = run_cli(*base_args(model, store, out, steps=2), "--train.precision", p, "--checkpoint.every", "2")
-        assert code == 0, err
+        # each run in a fresh process: in the full suite, in-process runs here sometimes gave the fp32 and the
+        # mixed loss bit-identical (some earlier test leaves process state behind; not found yet), and the claim
+        # under test is about one run of the command
+        proc = subprocess.run([sys.executable, "-m", "langadapt.cli", *base_args(model, store, out, steps=2),
+                               "--train.precision", p, "--checkpoint.every", "2"], capture_output=True, text=True,
+                              env=dict(os.environ, LANGADAPT_QUIET="1"), timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
         runs[p] = read_metrics(out)[1]["loss"]  # step 1: the untouched model's loss
     # autocast really ran (a low-precision forward differs from fp32) and stays close to it
     assert runs[precision] != runs["fp32"] and runs[precision] == pytest.approx(runs["fp32"], rel=2e-2)

@@ -118,6 +118,17 @@ def qa_logits(model, rows: list[dict], batch_size: int, pad_id: int, precision: 
 
 
 def qa_command(args: QAArgs) -> int:
+    report = run_qa(args)
+    if report["eval"]:
+        from langadapt.finetune.run import report_table
+
+        print(report_table(report, ["exact_match", "f1"]))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_qa(args: QAArgs) -> dict:
+    """``finetune qa`` without the printing: writes ``args.out`` and returns its finetune_report."""
     from transformers import AutoModelForQuestionAnswering
 
     from langadapt.io.models import load_config, load_tokenizer
@@ -163,10 +174,4 @@ def qa_command(args: QAArgs) -> int:
     settings = {"normalize": args.normalize, "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride}
     task = Task("qa", qa_rows(features, labels=True, **row_options), list(evals), load_model, evaluate,
                 ["exact_match", "f1"], pad_id, data=data, settings=settings)
-    report = run_finetune(args, task, tokenizer)
-    if report["eval"]:
-        from langadapt.finetune.run import report_table
-
-        print(report_table(report, ["exact_match", "f1"]))
-    print(f"wrote {args.out}")
-    return 0
+    return run_finetune(args, task, tokenizer)

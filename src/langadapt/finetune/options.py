@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from langadapt.errors import ConfigError, OptionError
-from langadapt.options import (Count, Fraction, ModelPath, NonNegativeFloat, OutDir, PositiveFloat, TaskDataPath,
+from langadapt.options import (Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir, PositiveFloat, TaskDataPath,
                                TokenizerPath, check_options)
 from langadapt.train.config import PRECISIONS
 from langadapt.train.schedules import SCHEDULES
@@ -53,8 +53,13 @@ class FinetuneArgs:
     """Malformed examples up to this share of a file are skipped and reported; more are an error."""
     device: Optional[str] = None
     """torch device (default: cuda if available, else cpu)."""
+    checkpoint_every: NonNegativeInt = 0
+    """Save a resumable checkpoint of the seed in progress every N steps (0: only after each seed) in
+    <out>.checkpoints/, deleted when the run completes."""
+    resume: bool = False
+    """Continue an interrupted run from <out>.checkpoints/ (with the same arguments)."""
     overwrite: bool = False
-    """Replace an existing --out directory."""
+    """Replace an existing --out directory (and start over instead of resuming an interrupted run)."""
 
     def __post_init__(self) -> None:
         self.eval = [self.eval] if isinstance(self.eval, str) else list(self.eval)

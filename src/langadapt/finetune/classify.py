@@ -18,6 +18,7 @@ import torch
 from langadapt.errors import ConfigError, InputError
 from langadapt.finetune.classify_data import check_labels, infer_problem, label_order, load_classification
 from langadapt.finetune.classify_metrics import classification_scores, regression_scores
+from langadapt.finetune.clones import clone_sets, map_rows
 from langadapt.finetune.loop import pad_batch
 from langadapt.finetune.options import FinetuneArgs
 from langadapt.finetune.run import Task, run_finetune
@@ -148,6 +149,8 @@ def classify_command(args: ClassifyArgs) -> int:
         evals[name] = (encode(tokenizer, load.texts, args.max_seq_length, token_types), load.labels)
         data[name] = {"examples": len(load.texts), "skipped": len(load.skipped)}
         info(f"eval {name}: {load.summary()}")
+    for name, clone, mapping in clone_sets(args, len(tokenizer), config.vocab_size, list(evals)):
+        evals[clone], data[clone] = (map_rows(evals[name][0], mapping), evals[name][1]), data[name]
 
     def load_model():
         kwargs = {"num_labels": 1, "problem_type": "regression"} if regression else {
@@ -179,7 +182,8 @@ def classify_command(args: ClassifyArgs) -> int:
         headline.insert(0, args.metric)
     eval_every = args.eval_every or max(1, math.ceil(len(rows) / args.batch_size))
     settings = {"problem_type": problem, "labels": labels, "freeze": args.freeze,
-                "text_fields": args.text_fields, "max_seq_length": args.max_seq_length}
+                "text_fields": args.text_fields, "max_seq_length": args.max_seq_length,
+                "eval_clone": args.eval_clone or None, "clone_map": args.clone_map}
     task = Task("classify", rows, list(evals), load_model, evaluate, headline, pad_id, data=data, settings=settings,
                 eval_every=eval_every if args.patience is not None else 0, patience=args.patience)
     report = run_finetune(args, task, tokenizer)

@@ -13,6 +13,7 @@ from typing import Annotated
 import torch
 
 from langadapt.errors import ConfigError, InputError, OptionError
+from langadapt.finetune.clones import clone_sets, map_rows
 from langadapt.finetune.loop import pad_batch
 from langadapt.finetune.options import FinetuneArgs
 from langadapt.finetune.qa_data import load_qa
@@ -156,6 +157,10 @@ def run_qa(args: QAArgs) -> dict:
         data[name] = {"examples": len(load.examples), "windows": len(f), "skipped": len(load.skipped),
                       "unanswerable": load.unanswerable}
         info(f"eval {name}: {load.summary()} -> {len(f):,} windows")
+    language = {name: name for name in evals}  # MLQA normalization: a clone set is in its base set's language
+    for name, clone, mapping in clone_sets(args, len(tokenizer), config.vocab_size, list(evals)):
+        examples_, features_, rows_ = evals[name]
+        evals[clone], data[clone], language[clone] = (examples_, features_, map_rows(rows_, mapping)), data[name], name
 
     def load_model():
         model = AutoModelForQuestionAnswering.from_pretrained(args.model, dtype=weight_dtype(args.precision))
@@ -169,9 +174,10 @@ def run_qa(args: QAArgs) -> dict:
         predictions = decode(examples_, features_, starts, ends, args.n_best, args.max_answer_length,
                              args.version_2_with_negative, args.null_threshold)
         golds = {e.id: e.answer_texts for e in examples_}
-        return qa_scores(predictions, golds, args.normalize, name), predictions
+        return qa_scores(predictions, golds, args.normalize, language[name]), predictions
 
-    settings = {"normalize": args.normalize, "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride}
+    settings = {"normalize": args.normalize, "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
+                "eval_clone": args.eval_clone or None, "clone_map": args.clone_map}
     task = Task("qa", qa_rows(features, labels=True, **row_options), list(evals), load_model, evaluate,
                 ["exact_match", "f1"], pad_id, data=data, settings=settings)
     return run_finetune(args, task, tokenizer)

@@ -143,7 +143,8 @@ def _settings_lines(report: dict) -> list[str]:
              else f"- seed: {report['seeds'][0]}",
              f"- {report['steps']} steps, batch {c['batch_size']}, lr {c['lr']} ({c['schedule']}, warmup "
              f"{c['warmup_ratio']}), precision {c['precision']}"]
-    for key in ("normalize", "max_seq_length", "doc_stride", "labels", "problem_type", "freeze"):
+    for key in ("normalize", "max_seq_length", "doc_stride", "labels", "problem_type", "freeze", "eval_clone",
+                "clone_map"):
         if report.get(key) is not None:
             lines.append(f"- {key}: {report[key]}")
     return lines

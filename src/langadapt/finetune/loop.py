@@ -19,7 +19,7 @@ from langadapt.finetune.options import FinetuneArgs
 from langadapt.finetune.resume import RunState, load_weights
 from langadapt.progress import info, progress
 from langadapt.train.checkpoint import set_rng_state
-from langadapt.train.optim import clip_gradients, make_optimizer
+from langadapt.train.optim import clip_gradients, make_optimizer, param_groups
 from langadapt.train.precision import autocast, grad_scaler
 from langadapt.train.schedules import Schedule
 
@@ -39,6 +39,16 @@ def pad_batch(rows: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
         else:
             batch[key] = torch.as_tensor([r[key] for r in rows])
     return batch
+
+
+def _adamw(model, args: FinetuneArgs, device: torch.device) -> torch.optim.AdamW:
+    """train/'s parameter groups in torch's fused AdamW (one kernel for all parameters; transformers' Trainer
+    uses it by default), or the default implementation where fused is not available."""
+    groups = param_groups(model, args.weight_decay, decay_embeddings=False)
+    try:
+        return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, fused=device.type in ("cpu", "cuda"))
+    except (RuntimeError, TypeError, ValueError):
+        return make_optimizer(model, args.lr, args.weight_decay, decay_embeddings=False, betas=(0.9, 0.999), eps=1e-8)
 
 
 def total_steps(args: FinetuneArgs, n_rows: int) -> int:
@@ -64,7 +74,7 @@ def fit(model, rows: Sequence[dict], args: FinetuneArgs, seed: int, device: torc
     steps = total_steps(args, len(rows))
     batch = min(args.batch_size, len(rows))
     schedule = Schedule(args.schedule, args.lr, steps, warmup_steps=int(round(args.warmup_ratio * steps)))
-    optimizer = make_optimizer(model, args.lr, args.weight_decay, decay_embeddings=False, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = _adamw(model, args, device)
     scaler = grad_scaler(args.precision, device)
     params = [p for p in model.parameters() if p.requires_grad]
     order = torch.Generator().manual_seed(seed)

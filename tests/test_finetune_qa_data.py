@@ -215,3 +215,19 @@ def test_unreachable_hub_is_a_one_line_input_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(InputError, match="cannot load hf://squad.*download the data"):
         load_qa("hf://squad/validation")
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte-bpe"])
+def test_windows_are_the_tokenizers_own_overflowing_windows(kind, byte_bpe_tokenizer):
+    """make_features encodes with a copy of the backend; its windows must be what the tokenizer's own call gives."""
+    tok = wordpiece_tokenizer() if kind == "wordpiece" else byte_bpe_tokenizer
+    examples = [QAExample(r["id"], r["question"], r["context"] * 3, ()) for r in qa_records(30, seed=4)]
+    f = make_features(examples, tok, max_seq_length=24, doc_stride=4, labels=False)
+    enc = tok([e.question for e in examples], [e.context for e in examples], truncation="only_second",
+              max_length=24, stride=4, return_overflowing_tokens=True, return_offsets_mapping=True)
+    assert len(f) > len(examples)  # several windows per example
+    assert f.input_ids == enc["input_ids"] and f.example_index == enc["overflow_to_sample_mapping"]
+    assert f.token_type_ids == (enc["token_type_ids"] if "token_type_ids" in enc else None)
+    for i in range(len(f)):
+        assert f.offsets[i] == [tuple(o) if s == 1 else None for o, s in zip(enc["offset_mapping"][i],
+                                                                          enc.sequence_ids(i))]

@@ -230,3 +230,20 @@ def test_cli_store_opens_with_the_transformers_tokenizer(tmp_path, corpus):
     assert code == 0, err
     store = TokenStore.open(tmp_path / "store", tokenizer=load_tokenizer(tok))
     assert store.meta["vocab_size"] == len(load_tokenizer(tok))
+
+
+def test_a_tokenizer_left_truncating_by_an_earlier_call_does_not_cut_documents(tmp_path):
+    """transformers keeps truncation set on the backend after tok(a, b, truncation=..., max_length=...); data
+    prepare must still store whole documents (it encodes with the backend directly)."""
+    from tests.helpers_transfer import byte_level_bpe
+
+    tok = byte_level_bpe(make_texts(300, seed=2), 300)
+    texts = make_texts(30, seed=3, min_words=30, max_words=40)
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    tok(["a question"], ["a context " * 20], truncation="only_second", max_length=24, stride=4,
+        return_overflowing_tokens=True)
+    assert tok.backend_tokenizer.truncation is not None  # the state transformers leaves behind
+    prepare_store(str(src), tok, tmp_path / "store", val_docs=0, workers=1)
+    split = TokenStore.open(tmp_path / "store").split("train")
+    assert [tok.decode(split.doc(i).tolist()) for i in range(split.num_docs)] == texts

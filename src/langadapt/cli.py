@@ -99,12 +99,16 @@ COMMANDS: list[Command] = [
     Command(("finetune", "qa"), "langadapt.finetune.qa:QAArgs", "langadapt.finetune.qa:qa_command",
             "Fine-tune extractive QA (SQuAD-format data) and evaluate EM/F1 per language, over several seeds.",
             examples=("--model {model} --tokenizer {tokenizer} --train {qa_train} --eval de={qa_eval} --out {out} "
-                      "--steps 2 --batch-size 4 --max-seq-length 64 --doc-stride 16",)),
+                      "--steps 2 --batch-size 4 --max-seq-length 64 --doc-stride 16",
+                      "--model {model} --train {qa_train} --eval de={qa_eval} --out {out} --steps 2 --batch-size 4 "
+                      "--max-seq-length 64 --doc-stride 16 --eval-clone 1 --clone-map {clone_map}")),
     Command(("finetune", "classify"), "langadapt.finetune.classify:ClassifyArgs",
             "langadapt.finetune.classify:classify_command",
             "Fine-tune sentence(-pair) classification or regression; accuracy/F1/Matthews or Pearson/Spearman per set.",
             examples=("--model {model} --tokenizer {tokenizer} --train {cls_train} --eval en={cls_eval} --out {out} "
-                      "--steps 2 --batch-size 4 --max-seq-length 32",)),
+                      "--steps 2 --batch-size 4 --max-seq-length 32",
+                      "--model {model} --train {cls_train} --eval en={cls_eval} --out {out} --steps 2 --batch-size 4 "
+                      "--max-seq-length 32 --eval-clone 1 --clone-map {clone_map}")),
     Command(("experiment", "imbalance"), "langadapt.experiments.imbalance:ImbalanceArgs",
             "langadapt.experiments.imbalance:imbalance_command",
             "Language-imbalance sweep: one run per p_clone (or schedule) of a language and its clone, BPB per "

@@ -86,6 +86,7 @@ PATH_KINDS = {
     "run": "a training run directory (config.yaml, metrics.jsonl)",
     "config": "a YAML config file",
     "task": "task data: SQuAD-format .json, .jsonl, .tsv/.csv (per task), or hf://dataset",
+    "clone_map": "a clone map: a .npy integer array (clones x vocabulary) or .json {\"maps\": [[...]]}",
 }
 
 # Numbers.
@@ -114,6 +115,7 @@ FastTextPath = Annotated[str, Input("fasttext")]
 DictionaryPath = Annotated[str, Input("dictionary")]
 RunPath = Annotated[str, Input("run")]
 TaskDataPath = Annotated[str, Input("task")]
+CloneMapPath = Annotated[str, Input("clone_map")]
 OutDir = Annotated[str, Output("directory")]
 OutFile = Annotated[str, Output("file")]
 

@@ -22,6 +22,7 @@ PLACEHOLDER_KINDS = {
     "run": "run", "checkpoint": "checkpoint",
     "tasks": "tasks",
     "qa_train": "task", "qa_eval": "task", "cls_train": "task", "cls_eval": "task",
+    "clone_map": "clone_map",
 }
 
 
@@ -102,6 +103,10 @@ def build(root: Path) -> dict[str, Path]:
     paths["qa_eval"] = write_jsonl(root / "qa_eval.jsonl", qa_records(10, seed=1))
     paths["cls_train"] = write_tsv(root / "cls_train.tsv", classify_records(40, seed=0), ["sentence", "label"])
     paths["cls_eval"] = write_tsv(root / "cls_eval.tsv", classify_records(10, seed=1), ["sentence", "label"])
+    import numpy as np
+
+    paths["clone_map"] = root / "clone_map.npy"  # identity: fits the fixture model's vocabulary
+    np.save(paths["clone_map"], np.arange(len(world.source_tokenizer))[None])
     return paths
 
 
@@ -236,6 +241,8 @@ CORRUPTIONS: dict[str, dict[str, Callable[[Path, dict], Path]]] = {
     },
     "tasks": {"missing": _missing, "yaml-garbage": _in("*.yaml", _garbage)},
     "task": {"empty": _whole(_empty), "binary": _whole(_garbage), "missing": _missing, "wrong-kind": _instead("store")},
+    "clone_map": {"truncated": _whole(_truncate), "garbage": _whole(_garbage), "empty": _whole(_empty),
+                  "missing": _missing, "wrong-kind": _instead("dictionary")},
 }
 # Broken auxiliary files a command reads around, with a warning naming them (exit 0), by design.
 WARN_ONLY = {("run", "config-garbage")}  # report: config.yaml only labels the curves

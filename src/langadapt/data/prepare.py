@@ -121,6 +121,14 @@ def prepare_store(source: str, tokenizer, out: str | os.PathLike, *, val_docs: i
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise UserError("data prepare needs a fast (Rust) tokenizer; this one is a slow Python tokenizer")
+    if backend.truncation is not None or backend.padding is not None:
+        # transformers leaves truncation/padding set on the backend after a call like tok(..., truncation=True):
+        # encoding with it would silently cut every document; encode with a copy that does neither
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(backend.to_str())
+        backend.no_truncation()
+        backend.no_padding()
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")

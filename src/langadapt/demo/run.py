@@ -59,6 +59,11 @@ class DemoArgs:
     calibrate: bool = True
     """Fit each transferred model's logit scale on target training documents (`transfer --calibrate`) before
     the start is measured; the raw start is reported beside it. false: train and report the raw transfers."""
+    finetune: bool = False
+    """Also fine-tune the source model and the best-adapted target model on source-language QA (synthetic parallel
+    questions) and evaluate both in every language, zero-shot (EM/F1 per language; needs the synthetic corpora)."""
+    finetune_steps: Optional[Count] = None
+    """QA fine-tuning steps per model with --finetune (default 1000, quick 250)."""
     threads: Count = 1
     """torch CPU threads. The demo's models are tiny, so one thread is fastest (more only adds overhead)."""
     overwrite: bool = False
@@ -110,17 +115,9 @@ def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
     from langadapt.demo.synth import generate_languages
     from langadapt.io.sources import iter_documents
 
-    from langadapt.demo.synth import DEFAULT_LANGS, resolve_langs
-
     paths = {}
     need_synth = args.source_corpus is None or args.target_corpus is None
-    # synthetic languages are chosen by position: en, de, ar are the first three; other labels name
-    # languages in the order given (source first)
-    known = resolve_langs(DEFAULT_LANGS)
-    pair = [args.source_lang, args.target_lang]
-    labels = known if all(lang in known for lang in pair) else pair
-    if args.source_lang == args.target_lang:
-        raise ConfigError("--source-lang and --target-lang must differ")
+    labels = synthetic_labels(args)
     synth = generate_languages(labels, mb=plan.mb, seed=args.seed, val_docs=plan.val_docs) if need_synth else {}
     for role, lang, real in (("source", args.source_lang, args.source_corpus), ("target", args.target_lang, args.target_corpus)):
         path = work / f"{role}.jsonl"
@@ -132,6 +129,18 @@ def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
             _write_jsonl(path, synth[lang]["val"] + synth[lang]["train"])
         paths[role] = path
     return paths
+
+
+def synthetic_labels(args: DemoArgs) -> list[str]:
+    """The synthetic languages generated: chosen by position (en, de, ar are the first three); other labels
+    name languages in the order given (source first)."""
+    from langadapt.demo.synth import DEFAULT_LANGS, resolve_langs
+
+    if args.source_lang == args.target_lang:
+        raise ConfigError("--source-lang and --target-lang must differ")
+    known = resolve_langs(DEFAULT_LANGS)
+    pair = [args.source_lang, args.target_lang]
+    return known if all(lang in known for lang in pair) else pair
 
 
 def _calibration_text(corpus: Path, path: Path, val_docs: int, docs: int = CALIBRATION_DOCS) -> Path:
@@ -251,6 +260,12 @@ def run_demo(args: DemoArgs) -> dict:
         (None, None)) if given]
     if ignored:
         raise ConfigError("; ".join(f"{given} would be ignored: {why}" for given, why in ignored))
+    if args.finetune and (args.source_corpus or args.target_corpus):
+        raise ConfigError("--finetune asks questions about the synthetic documents; drop --source-corpus and "
+                          "--target-corpus (or run `langadapt finetune qa` on your own QA data)")
+    if args.finetune_steps and not args.finetune:
+        raise ConfigError("--finetune-steps would be ignored: pass --finetune too")
+    n = 7 if args.finetune else 6  # steps announced
     import torch
 
     torch.set_num_threads(max(1, args.threads))
@@ -259,10 +274,10 @@ def run_demo(args: DemoArgs) -> dict:
         save_config(args, out)
         work = out / "work"
         work.mkdir()
-        info(f"[1/6] corpora ({'synthetic' if not (args.source_corpus and args.target_corpus) else 'given'})")
+        info(f"[1/{n}] corpora ({'synthetic' if not (args.source_corpus and args.target_corpus) else 'given'})")
         corpus = _corpus(args, plan, work)
 
-        info("[2/6] source tokenizer and source model")
+        info(f"[2/{n}] source tokenizer and source model")
         if args.source_model:
             source_model = args.source_model
         else:
@@ -272,7 +287,7 @@ def run_demo(args: DemoArgs) -> dict:
             init = _tiny_llama(src_tok, plan.source_width, plan.layers, work / "source_init", args.seed)
             source_model = str(_pretrain(init, src_store, work / "source_run", plan, plan.source_steps, args.seed))
 
-        info("[3/6] target tokenizer and helper model")
+        info(f"[3/{n}] target tokenizer and helper model")
         if args.target_tokenizer:
             tgt_tok = load_tokenizer(args.target_tokenizer)
             target_tokenizer = args.target_tokenizer
@@ -286,7 +301,7 @@ def run_demo(args: DemoArgs) -> dict:
             init = _tiny_llama(tgt_tok, plan.helper_width, 1, work / "helper_init", args.seed + 1)
             helper = str(_pretrain(init, tgt_store, work / "helper_run", plan, plan.helper_steps, args.seed))
 
-        info(f"[4/6] transfer: {', '.join(methods)}")
+        info(f"[4/{n}] transfer: {', '.join(methods)}")
         calibration = _calibration_text(corpus["target"], work / "calibration.jsonl", plan.val_docs) \
             if args.calibrate else None
         reports, raw_start = {}, {}
@@ -303,7 +318,7 @@ def run_demo(args: DemoArgs) -> dict:
                 raw_start[method] = _raw_start_bpb(out / "models" / method, reports[method]["calibration"],
                                                    tgt_store, plan.block)
 
-        info(f"[5/6] continued pretraining, {plan.adapt_steps} steps per method "
+        info(f"[5/{n}] continued pretraining, {plan.adapt_steps} steps per method "
              f"({plan.embedding_steps} embedding-only first)")
         results, curves = {}, {}
         for method in methods:
@@ -320,9 +335,11 @@ def run_demo(args: DemoArgs) -> dict:
                 results[method]["bpb_start_uncalibrated"] = raw_start[method]
                 results[method]["logit_scale"] = reports[method]["calibration"]["logit_scale"]
 
-        info("[6/6] report")
+        finetune = _finetune(args, out, work, corpus, source_model, results) if args.finetune else None
+        info(f"[{n}/{n}] report")
         report = {"methods": results, "target_lang": args.target_lang, "source_lang": args.source_lang,
                   "seed": args.seed, "quick": args.quick, "plan": vars(plan),
+                  **({"finetune": finetune} if finetune else {}),
                   "seconds": round(time.perf_counter() - started, 1)}
         (out / "report.json").write_text(json.dumps(report, indent=2))
         _plot(curves, out / "curves.png", f"{args.source_lang} → {args.target_lang}: validation BPB while adapting")
@@ -337,12 +354,51 @@ def run_demo(args: DemoArgs) -> dict:
             f"embedding-only) (end). Lower is better.\n\n{table}\n\n"
             + (f"Against random initialization:\n\n{versus}\n\n" if versus else "")
             + (CALIBRATION_NOTE if args.calibrate else "")
-            + "![curves](curves.png)\n", encoding="utf-8")
+            + "![curves](curves.png)\n" + (finetune_markdown(finetune, args) if finetune else ""), encoding="utf-8")
     print(format_table(results))
     if versus:
         print(versus)
+    if finetune:
+        print(finetune_markdown(finetune, args).strip())
     print(f"wrote {args.out}/report.md, report.json, curves.png in {report['seconds']:.0f} s")
     return report
+
+
+def _finetune(args: DemoArgs, out: Path, work: Path, corpus: dict[str, Path], source_model: str,
+              results: dict) -> dict:
+    from langadapt.demo.finetune_demo import finetune_models, finetune_plan, write_qa
+
+    labels = synthetic_labels(args)
+    plan = make_plan(args)
+    with open(corpus["source"], encoding="utf-8") as handle:
+        train_docs = sum(1 for _ in handle) - plan.val_docs
+    best = min(results, key=lambda m: results[m]["bpb_end"])
+    info(f"[6/7] downstream QA: questions about the synthetic documents; source model and the {best} target "
+         "model fine-tuned on source-language questions")
+    qa_dir = write_qa(work / "tasks", labels, args.seed, plan.val_docs, train_docs)
+    fplan = finetune_plan(args.quick)
+    if args.finetune_steps:
+        fplan.steps = args.finetune_steps
+    models = {"source": source_model, "target": str(out / "runs" / best / "final")}
+    results = finetune_models(models, qa_dir, labels, args.source_lang, out / "finetune", fplan, args.seed)
+    for entry in results.values():  # paths inside the output as relative ones (it is written in a temporary sibling)
+        for key in ("model", "out"):
+            if Path(entry[key]).is_relative_to(out):
+                entry[key] = str(Path(entry[key]).relative_to(out))
+    return {"target_method": best, "plan": vars(fplan), "train_lang": args.source_lang, "results": results}
+
+
+def finetune_markdown(finetune: dict, args: DemoArgs) -> str:
+    from langadapt.demo.finetune_demo import format_finetune_table
+
+    p, best = finetune["plan"], finetune["target_method"]
+    return (f"\n## Downstream: extractive QA, trained in {args.source_lang}\n\n"
+            f"Each model fine-tuned {p['steps']} steps (batch {p['batch']}, lr {p['lr']}) on {p['train_questions']} "
+            f"{args.source_lang} questions about training documents (who / where / how many), then evaluated on "
+            f"the questions about the {make_plan(args).val_docs} held-out documents in every language. Exact match "
+            f"and F1 in percent; one seed. target: the {finetune['target_method']} transfer after continued pretraining "
+            f"(the lowest end BPB).\n\n"
+            f"{format_finetune_table(finetune['results'], args.source_lang, {'target': f'target ({best})'})}\n")
 
 
 def format_table(results: dict) -> str:

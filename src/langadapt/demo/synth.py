@@ -28,6 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
+from langadapt.demo.synth_meaning import (ACC, CONJUNCTIONS, FUT, GENDERS, LOC, NAME, NOM, NOUN, NP, PAST, PL,
+                                         PLACE, PRES, PRON, SG, Clause, Document, Frame, Sentence)
+from langadapt.demo.synth_tasks import write_task_files
 from langadapt.errors import ConfigError
 from langadapt.options import Count, NonNegativeInt, OutDir, PositiveFloat, Seed
 
@@ -37,13 +40,6 @@ DEFAULT_MB = 1.0
 MAX_LANGS = 64
 MB = 1_000_000  # decimal megabytes, as everywhere in langadapt
 
-# Grammatical feature values (indices into paradigms).
-SG, PL = 0, 1
-NOM, ACC, LOC = 0, 1, 2
-PAST, PRES, FUT = 0, 1, 2
-GENDERS = 3  # paradigm slots; a language with fewer genders maps the extra slots onto gender 0
-NOUN, PLACE, NAME, PRON = 0, 1, 2, 3
-CONJUNCTIONS = ("and", "but", "because")
 ORDERS = ("SVO", "SOV", "VSO")
 
 # Inventory sizes: large enough for a realistic Zipfian vocabulary, small enough that a tiny model
@@ -178,43 +174,6 @@ def build_inventory(seed: int) -> Inventory:
     )
 
 
-class NP(NamedTuple):
-    """A noun phrase's meaning."""
-
-    kind: int  # NOUN, PLACE, NAME or PRON
-    ident: int  # concept or person id; for PRON the natural gender of the person referred to
-    plural: bool
-    adj: int  # attribute id, -1 for none
-    count: int  # a number written in digits, 0 for none
-    definite: bool  # already mentioned in the document (names: first name only after the first mention)
-
-
-class Clause(NamedTuple):
-    subject: NP
-    shared_subject: bool  # coordinated clause: the subject is understood, not said
-    verb: int  # -1 for a copular clause ("X is ADJ")
-    tense: int
-    negated: bool
-    obj: Optional[NP]
-    predicate_adj: int  # copular clauses only
-    place: Optional[NP]
-    adverb: int  # time adverb ("yesterday", "soon", ...) that agrees with the tense; -1 for none
-
-
-class Frame(NamedTuple):
-    """Reported speech or thought around a sentence: "Anna said that ..."."""
-
-    subject: NP
-    verb: int  # one of FRAME_VERBS
-    tense: int
-
-
-class Sentence(NamedTuple):
-    frame: Optional[Frame]
-    clauses: tuple[tuple[int, Clause], ...]  # (conjunction index or -1, clause)
-
-
-Document = tuple[Sentence, ...]
 _NO_VERBS = zipf_sampler(())
 
 
@@ -326,8 +285,13 @@ class _DocumentState:
 
 def generate_meaning(rng: random.Random, inv: Inventory) -> Document:
     """One document's meaning: 3-10 sentences on one topic about one or two people."""
+    return generate_topic_meaning(rng, inv)[1]
+
+
+def generate_topic_meaning(rng: random.Random, inv: Inventory) -> tuple[int, Document]:
+    """``generate_meaning`` with the document's topic (same draws, so the same documents)."""
     state = _DocumentState(rng, inv)
-    return tuple(state.sentence() for _ in range(rng.randint(3, 10)))
+    return state.topic, tuple(state.sentence() for _ in range(rng.randint(3, 10)))
 
 
 # Long documents (``min_doc_words``): a cast of people and a set of things with fixed attributes,
@@ -984,19 +948,23 @@ def iter_parallel(langs: Sequence[str] | str | int = DEFAULT_LANGS, seed: int = 
     language 0 (the count is taken there whatever languages are written, so the meanings stay the same).
     """
     languages = [get_language(j, seed) for j in range(len(resolve_langs(langs)))]
+    for _, meaning in iter_meanings(seed, min_doc_words):
+        yield tuple(language.render(meaning) for language in languages)
+
+
+def iter_meanings(seed: int = 0, min_doc_words: int | None = None) -> Iterator[tuple[int | None, Document]]:
+    """The endless stream of document meanings behind ``iter_parallel``, each with its topic (None for the long
+    documents of ``min_doc_words``, which mix topics)."""
     inv = build_inventory(seed)
     if min_doc_words is None:
         rng = random.Random(f"langadapt-synth/documents/{seed}")
         while True:
-            meaning = generate_meaning(rng, inv)
-            yield tuple(language.render(meaning) for language in languages)
-    if isinstance(min_doc_words, bool) or min_doc_words < 1:
-        raise ConfigError(f"--min-doc-words must be a positive number of words, got {min_doc_words}")
+            yield generate_topic_meaning(rng, inv)
+    _check_min_doc_words(min_doc_words)
     first = get_language(0, seed)
     rng = random.Random(f"langadapt-synth/long-documents/{seed}/{min_doc_words}")
     while True:
-        meaning = generate_long_meaning(rng, inv, min_doc_words, lambda s: len(first.render((s,)).split()))
-        yield tuple(language.render(meaning) for language in languages)
+        yield None, generate_long_meaning(rng, inv, min_doc_words, lambda s: len(first.render((s,)).split()))
 
 
 def _generate(labels: list[str], budget: _Budget, seed: int, emit: Callable[[str, tuple[str, ...]], None],
@@ -1052,17 +1020,22 @@ def _check_min_doc_words(min_doc_words: int | None) -> None:
 def write_languages(out_dir: str | Path, langs: Sequence[str] | str | int = DEFAULT_LANGS,
                     n_docs: int | None = None, mb: float | None = None, seed: int = 0,
                     val_docs: int = DEFAULT_VAL_DOCS, overwrite: bool = False,
-                    config: object | None = None, min_doc_words: int | None = None) -> dict[str, dict]:
+                    config: object | None = None, min_doc_words: int | None = None,
+                    qa: bool = False) -> dict[str, dict]:
     """Write ``<out>/<lang>/{train,val}.jsonl`` (``{"text": ...}`` per line), ``<out>/lexicon.tsv``
     (concept and its citation form in every language) and ``<out>/synth.json``, atomically; also
-    ``config.yaml`` when ``config`` (a dataclass) is given. Returns per-language stats: documents
-    and bytes per split, and a sample sentence."""
+    ``config.yaml`` when ``config`` (a dataclass) is given, and with ``qa`` the parallel QA and
+    classification files of ``synth_tasks`` (stats then get ``"tasks"``). Returns per-language stats:
+    documents and bytes per split, and a sample sentence."""
     from langadapt.config import save_config
     from langadapt.io.atomic import atomic_dir
 
     labels = resolve_langs(langs)
     budget = _Budget(n_docs, mb, val_docs)  # validated before anything is created
     _check_min_doc_words(min_doc_words)
+    if qa and min_doc_words is not None:
+        raise ConfigError("--qa asks its questions about the ordinary documents; it does not combine with "
+                          "--min-doc-words (long documents)")
     stats = {label: {"train_docs": 0, "val_docs": 0, "train_bytes": 0, "val_bytes": 0, "sample": ""}
              for label in labels}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -1087,6 +1060,10 @@ def write_languages(out_dir: str | Path, langs: Sequence[str] | str | int = DEFA
             for handle in handles.values():
                 handle.close()
         _write_lexicon_table(tmp / "lexicon.tsv", labels, seed)
+        if qa:
+            languages = [get_language(j, seed) for j in range(len(labels))]
+            stats["tasks"] = write_task_files(tmp, labels, languages, iter_meanings(seed), val_docs,
+                                              stats[labels[0]]["train_docs"])
         (tmp / "synth.json").write_text(json.dumps(
             {"langs": labels, "seed": seed, "val_docs": val_docs, "docs": n_docs, "mb": mb,
              "min_doc_words": min_doc_words,
@@ -1129,6 +1106,9 @@ class SynthArgs:
     """Long documents of at least this many words (e.g. 3000: several thousand tokens) with long-range structure:
     a cast and a set of things introduced in the first sentences and referred to throughout (for long-context
     training and BPB by position)."""
+    qa: bool = False
+    """Also write parallel downstream tasks per language: qa_{train,val}.json (SQuAD format: who / where /
+    how many, the same questions in every language) and classify_{train,val}.jsonl (topic, negation)."""
     overwrite: bool = False
     """Replace --out if it exists."""
 
@@ -1140,12 +1120,16 @@ def synth_command(args: SynthArgs) -> int:
     info(f"generating {len(labels)} parallel languages ({', '.join(labels)}), seed {args.seed}")
     stats = write_languages(args.out, labels, n_docs=args.docs, mb=args.mb, seed=args.seed,
                             val_docs=args.val_docs, overwrite=args.overwrite, config=args,
-                            min_doc_words=args.min_doc_words)
+                            min_doc_words=args.min_doc_words, qa=args.qa)
     width = max(len(label) for label in labels)
     print(f"{'lang':<{width}}  {'order':<5}  {'train docs':>10}  {'train MB':>8}  {'val docs':>8}  sample")
     for j, label in enumerate(labels):
         s = stats[label]
         print(f"{label:<{width}}  {get_language(j, args.seed).grammar.order:<5}  {s['train_docs']:>10,}  "
               f"{s['train_bytes'] / MB:>8.2f}  {s['val_docs']:>8,}  {s['sample']}")
+    if args.qa:
+        kinds = stats["tasks"]["kinds"]
+        print("questions per language: " + "; ".join(
+            f"{split} " + ", ".join(f"{n:,} {kind}" for kind, n in kinds[split].items()) for split in ("train", "val")))
     print(f"wrote {args.out}")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Optional, Union
 
 import torch
@@ -18,6 +19,7 @@ import torch
 from langadapt.errors import ConfigError, InputError
 from langadapt.finetune.classify_data import check_labels, infer_problem, label_order, load_classification
 from langadapt.finetune.classify_metrics import classification_scores, regression_scores
+from langadapt.finetune.clones import clone_sets, map_rows
 from langadapt.finetune.loop import pad_batch
 from langadapt.finetune.options import FinetuneArgs
 from langadapt.finetune.run import Task, run_finetune
@@ -119,7 +121,8 @@ def classify_command(args: ClassifyArgs) -> int:
     head_class = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
     token_types = "token_type_ids" in inspect.signature(head_class.forward).parameters
     tokenizer = load_tokenizer(args.tokenizer or args.model, role="tokenizer" if args.tokenizer else "model")
-    check_vocab_fits(len(tokenizer), config.vocab_size, args.model, args.tokenizer or args.model)
+    check_vocab_fits(len(tokenizer), config.vocab_size, args.model, args.tokenizer or args.model,
+                     clone_rows=bool(args.eval_clone) or Path(args.model, "clones.json").is_file())
     if tokenizer.pad_token_id is None:  # decoders: pad with EOS; the head finds the last real token by the mask
         tokenizer.pad_token = tokenizer.eos_token
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -149,6 +152,8 @@ def classify_command(args: ClassifyArgs) -> int:
         evals[name] = (encode(tokenizer, load.texts, args.max_seq_length, token_types), load.labels)
         data[name] = {"examples": len(load.texts), "skipped": len(load.skipped)}
         info(f"eval {name}: {load.summary()}")
+    for name, clone, mapping in clone_sets(args, len(tokenizer), config.vocab_size, list(evals)):
+        evals[clone], data[clone] = (map_rows(evals[name][0], mapping), evals[name][1]), data[name]
 
     def load_model():
         kwargs = {"num_labels": 1, "problem_type": "regression"} if regression else {
@@ -180,7 +185,8 @@ def classify_command(args: ClassifyArgs) -> int:
         headline.insert(0, args.metric)
     eval_every = args.eval_every or max(1, math.ceil(len(rows) / args.batch_size))
     settings = {"problem_type": problem, "labels": labels, "freeze": args.freeze,
-                "text_fields": args.text_fields, "max_seq_length": args.max_seq_length}
+                "text_fields": args.text_fields, "max_seq_length": args.max_seq_length,
+                "eval_clone": args.eval_clone or None, "clone_map": args.clone_map}
     task = Task("classify", rows, list(evals), load_model, evaluate, headline, pad_id, data=data, settings=settings,
                 eval_every=eval_every if args.patience is not None else 0, patience=args.patience)
     report = run_finetune(args, task, tokenizer)

@@ -7,6 +7,7 @@ and, for early stopping, an evaluation returning the number to maximize.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -15,8 +16,10 @@ import torch
 
 from langadapt.errors import UserError
 from langadapt.finetune.options import FinetuneArgs
+from langadapt.finetune.resume import RunState, load_weights
 from langadapt.progress import info, progress
-from langadapt.train.optim import clip_gradients, make_optimizer
+from langadapt.train.checkpoint import set_rng_state
+from langadapt.train.optim import clip_gradients, make_optimizer, param_groups
 from langadapt.train.precision import autocast, grad_scaler
 from langadapt.train.schedules import Schedule
 
@@ -38,6 +41,16 @@ def pad_batch(rows: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
+def _adamw(model, args: FinetuneArgs, device: torch.device) -> torch.optim.AdamW:
+    """train/'s parameter groups in torch's fused AdamW (one kernel for all parameters; transformers' Trainer
+    uses it by default), or the default implementation where fused is not available."""
+    groups = param_groups(model, args.weight_decay, decay_embeddings=False)
+    try:
+        return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-8, fused=device.type in ("cpu", "cuda"))
+    except (RuntimeError, TypeError, ValueError):
+        return make_optimizer(model, args.lr, args.weight_decay, decay_embeddings=False, betas=(0.9, 0.999), eps=1e-8)
+
+
 def total_steps(args: FinetuneArgs, n_rows: int) -> int:
     return args.steps if args.steps is not None else max(1, math.ceil(args.epochs * n_rows / args.batch_size))
 
@@ -54,21 +67,38 @@ class FitResult:
 
 def fit(model, rows: Sequence[dict], args: FinetuneArgs, seed: int, device: torch.device, pad_id: int,
         evaluate: Callable[[], float] | None = None, eval_every: int = 0, patience: int | None = None,
-        desc: str = "finetune") -> FitResult:
+        desc: str = "finetune", state: RunState | None = None) -> FitResult:
     """Train ``model`` in place on ``rows``. With ``evaluate`` and ``eval_every``, score every ``eval_every``
-    steps; with ``patience``, stop after that many evaluations without a better score and restore the best."""
+    steps; with ``patience``, stop after that many evaluations without a better score and restore the best.
+    With ``state``, continue from this seed's last checkpoint there, and save one every ``state.every`` steps."""
     steps = total_steps(args, len(rows))
     batch = min(args.batch_size, len(rows))
     schedule = Schedule(args.schedule, args.lr, steps, warmup_steps=int(round(args.warmup_ratio * steps)))
-    optimizer = make_optimizer(model, args.lr, args.weight_decay, decay_embeddings=False, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = _adamw(model, args, device)
     scaler = grad_scaler(args.precision, device)
     params = [p for p in model.parameters() if p.requires_grad]
     order = torch.Generator().manual_seed(seed)
     queue: list[int] = []
     result = FitResult(steps=0, final_loss=float("nan"))
-    best_state, since_best = None, 0
-    bar = progress(total=steps, desc=desc, unit="step")
-    for step in range(steps):
+    best_state, since_best, start = None, 0, 0
+    resumed = state.latest_step(seed) if state is not None else None
+    if resumed is not None:  # everything the next step depends on, as it was after step `start`
+        path, meta, saved = resumed
+        load_weights(model, path)
+        optimizer.load_state_dict(saved["optimizer"])
+        if scaler is not None and saved["scaler"] is not None:
+            scaler.load_state_dict(saved["scaler"])
+        loop = saved["loaders"][0]
+        queue, best_state = list(loop["queue"]), loop["best_state"]
+        order.set_state(loop["order"])
+        set_rng_state(saved["rngs"][0])
+        if loop.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(loop["cuda"])
+        start, since_best = meta["step"], meta["counters"]["since_best"]
+        result = FitResult(**meta["counters"]["result"])
+        info(f"{desc}: resuming from {path} at step {start}")
+    bar = progress(total=steps, initial=start, desc=desc, unit="step")
+    for step in range(start, steps):
         while len(queue) < batch:  # epochs run into each other: every row once per pass, in a fresh order
             queue += torch.randperm(len(rows), generator=order).tolist()
         picked, queue = queue[:batch], queue[batch:]
@@ -107,6 +137,11 @@ def fit(model, rows: Sequence[dict], args: FinetuneArgs, seed: int, device: torc
                 if patience is not None and since_best >= patience:
                     result.stopped_early = True
                     break
+        if state is not None and state.every and (step + 1) % state.every == 0 and not last:
+            state.save_step(seed, step + 1, model, optimizer, scaler,
+                            {"queue": queue, "order": order.get_state(), "best_state": best_state,
+                             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+                            {"since_best": since_best, "result": dataclasses.asdict(result)})
     bar.close()
     if best_state is not None and result.best_step != result.steps:  # the best evaluation was not the last
         model.load_state_dict(best_state)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from langadapt.errors import ConfigError, OptionError
-from langadapt.options import (Count, Fraction, ModelPath, NonNegativeFloat, OutDir, PositiveFloat, TaskDataPath,
+from langadapt.options import (CloneMapPath, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir, PositiveFloat, TaskDataPath,
                                TokenizerPath, check_options)
 from langadapt.train.config import PRECISIONS
 from langadapt.train.schedules import SCHEDULES
@@ -53,12 +53,23 @@ class FinetuneArgs:
     """Malformed examples up to this share of a file are skipped and reported; more are an error."""
     device: Optional[str] = None
     """torch device (default: cuda if available, else cpu)."""
+    eval_clone: Union[list[int], int] = field(default_factory=list)
+    """Also evaluate every eval set on these clones of its language (k >= 1; named NAME_clone<k>): the eval
+    text's token ids mapped through clone k's map, as a model trained with data.clones saw that clone."""
+    clone_map: Optional[CloneMapPath] = None
+    """The clone maps for --eval-clone: .npy array (clones x vocabulary) or .json {"maps": [...]}."""
+    checkpoint_every: NonNegativeInt = 0
+    """Save a resumable checkpoint of the seed in progress every N steps (0: only after each seed) in
+    <out>.checkpoints/, deleted when the run completes."""
+    resume: bool = False
+    """Continue an interrupted run from <out>.checkpoints/ (with the same arguments)."""
     overwrite: bool = False
-    """Replace an existing --out directory."""
+    """Replace an existing --out directory (and start over instead of resuming an interrupted run)."""
 
     def __post_init__(self) -> None:
         self.eval = [self.eval] if isinstance(self.eval, str) else list(self.eval)
         self.seeds = [self.seeds] if isinstance(self.seeds, int) else [int(s) for s in self.seeds]
+        self.eval_clone = [self.eval_clone] if isinstance(self.eval_clone, int) else [int(k) for k in self.eval_clone]
         check_options(self)  # every Range of the fields (named in the error)
         bad_seeds = [s for s in self.seeds if not 0 <= s < 2**32]
         if bad_seeds:
@@ -71,6 +82,15 @@ class FinetuneArgs:
             raise ConfigError("seeds must list at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds must be distinct, got {self.seeds}")
+        if any(k < 1 for k in self.eval_clone) or len(set(self.eval_clone)) != len(self.eval_clone):
+            raise OptionError("eval_clone", f"expected distinct clone numbers >= 1, got {self.eval_clone}")
+        if self.eval_clone and self.clone_map is None:
+            raise ConfigError("--eval-clone needs --clone-map (a training run does not save its clone maps; "
+                              "write one with langadapt.finetune.clones.save_clone_maps)")
+        if self.clone_map is not None and not self.eval_clone:
+            raise ConfigError("--clone-map would be ignored: name the clones to evaluate with --eval-clone")
+        if self.eval_clone and not self.eval:
+            raise ConfigError("--eval-clone needs --eval sets (each is also evaluated on the clones)")
         self.eval_sets()  # names and paths well-formed
 
     def eval_sets(self) -> dict[str, str]:

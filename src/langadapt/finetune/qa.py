@@ -8,11 +8,13 @@ Longformer (the long-context conversions) gets global attention on the question 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import torch
 
 from langadapt.errors import ConfigError, InputError, OptionError
+from langadapt.finetune.clones import clone_sets, map_rows
 from langadapt.finetune.loop import pad_batch
 from langadapt.finetune.options import FinetuneArgs
 from langadapt.finetune.qa_data import load_qa
@@ -118,6 +120,17 @@ def qa_logits(model, rows: list[dict], batch_size: int, pad_id: int, precision: 
 
 
 def qa_command(args: QAArgs) -> int:
+    report = run_qa(args)
+    if report["eval"]:
+        from langadapt.finetune.run import report_table
+
+        print(report_table(report, ["exact_match", "f1"]))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_qa(args: QAArgs) -> dict:
+    """``finetune qa`` without the printing: writes ``args.out`` and returns its finetune_report."""
     from transformers import AutoModelForQuestionAnswering
 
     from langadapt.io.models import check_vocab_fits, load_config, load_tokenizer
@@ -126,7 +139,8 @@ def qa_command(args: QAArgs) -> int:
     accepted = forward_inputs(check_qa_model(config, args.max_seq_length))
     row_options = {"token_types": "token_type_ids" in accepted, "global_attention": "global_attention_mask" in accepted}
     tokenizer = load_tokenizer(args.tokenizer or args.model, role="tokenizer" if args.tokenizer else "model")
-    check_vocab_fits(len(tokenizer), config.vocab_size, args.model, args.tokenizer or args.model)
+    check_vocab_fits(len(tokenizer), config.vocab_size, args.model, args.tokenizer or args.model,
+                     clone_rows=bool(args.eval_clone) or Path(args.model, "clones.json").is_file())
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     eval_sources = args.eval_sets()
     if not eval_sources:
@@ -146,6 +160,10 @@ def qa_command(args: QAArgs) -> int:
         data[name] = {"examples": len(load.examples), "windows": len(f), "skipped": len(load.skipped),
                       "unanswerable": load.unanswerable}
         info(f"eval {name}: {load.summary()} -> {len(f):,} windows")
+    language = {name: name for name in evals}  # MLQA normalization: a clone set is in its base set's language
+    for name, clone, mapping in clone_sets(args, len(tokenizer), config.vocab_size, list(evals)):
+        examples_, features_, rows_ = evals[name]
+        evals[clone], data[clone], language[clone] = (examples_, features_, map_rows(rows_, mapping)), data[name], name
 
     def load_model():
         model = AutoModelForQuestionAnswering.from_pretrained(args.model, dtype=weight_dtype(args.precision))
@@ -159,15 +177,10 @@ def qa_command(args: QAArgs) -> int:
         predictions = decode(examples_, features_, starts, ends, args.n_best, args.max_answer_length,
                              args.version_2_with_negative, args.null_threshold)
         golds = {e.id: e.answer_texts for e in examples_}
-        return qa_scores(predictions, golds, args.normalize, name), predictions
+        return qa_scores(predictions, golds, args.normalize, language[name]), predictions
 
-    settings = {"normalize": args.normalize, "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride}
+    settings = {"normalize": args.normalize, "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
+                "eval_clone": args.eval_clone or None, "clone_map": args.clone_map}
     task = Task("qa", qa_rows(features, labels=True, **row_options), list(evals), load_model, evaluate,
                 ["exact_match", "f1"], pad_id, data=data, settings=settings)
-    report = run_finetune(args, task, tokenizer)
-    if report["eval"]:
-        from langadapt.finetune.run import report_table
-
-        print(report_table(report, ["exact_match", "f1"]))
-    print(f"wrote {args.out}")
-    return 0
+    return run_finetune(args, task, tokenizer)

@@ -18,8 +18,10 @@ from typing import Callable
 import torch
 
 from langadapt.config import save_config, to_plain
+from langadapt.errors import InputError, UserError
 from langadapt.finetune.loop import fit, total_steps
 from langadapt.finetune.options import FinetuneArgs
+from langadapt.finetune.resume import RunState
 from langadapt.io.atomic import atomic_dir
 from langadapt.progress import info
 
@@ -55,38 +57,40 @@ def summarize(per_seed: dict[str, dict[str, float]]) -> tuple[dict[str, float], 
 
 
 def run_finetune(args: FinetuneArgs, task: Task, tokenizer) -> dict:
-    from transformers import set_seed
-
     device = resolve_device(args.device)
     report: dict = {"task": task.kind, "model": args.model, "train": args.train, "seeds": list(args.seeds),
                     "steps": total_steps(args, len(task.rows)), "train_rows": len(task.rows), "data": task.data,
                     **task.settings, "saved_model_seed": args.seeds[0], "runs": {}, "eval": {}}
     per_set: dict[str, dict[str, dict]] = {name: {} for name in task.eval_names}
+    if Path(args.out).exists() and not args.overwrite:  # before any work (atomic_dir checks it again at the end)
+        raise InputError(f"output '{args.out}' already exists; choose another path or pass --overwrite")
+    state = RunState(args)
+    try:
+        return _run_seeds(args, task, tokenizer, device, state, report, per_set)
+    except UserError:  # the run cannot succeed as configured: nothing to resume
+        state.done()
+        raise
+
+
+def _run_seeds(args: FinetuneArgs, task: Task, tokenizer, device: torch.device, state: RunState, report: dict,
+               per_set: dict) -> dict:
     with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
         save_config(args, tmp)
         for seed in args.seeds:
-            set_seed(seed)  # python, numpy, torch: the new head's initialization and the data order
-            model = task.load_model().to(device)
-            first = task.eval_names[0] if task.eval_names else None
-            score = (lambda: task.evaluate(model, first)[0][task.headline[0]]) if first and task.eval_every else None
-            started = time.perf_counter()
-            result = fit(model, task.rows, args, seed, device, task.pad_id, evaluate=score,
-                         eval_every=task.eval_every, patience=task.patience, desc=f"seed {seed}")
-            report["runs"][str(seed)] = {"steps": result.steps, "final_loss": result.final_loss,
-                                         "seconds": time.perf_counter() - started,
-                                         "stopped_early": result.stopped_early, "best_step": result.best_step,
-                                         "evaluations": result.evaluations}
+            done = state.finished(seed)
+            if done is None:
+                done = _run_seed(args, task, tokenizer, seed, device, state)
+            else:
+                info(f"seed {seed}: finished before the interruption, taken from {state.root}")
+            report["runs"][str(seed)] = done["run"]
             for name in task.eval_names:
-                metrics, predictions = task.evaluate(model, name)
-                per_set[name][str(seed)] = metrics
+                per_set[name][str(seed)] = done["metrics"][name]
                 target = tmp / "predictions" / f"seed-{seed}" / f"{name}.json"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(json.dumps(predictions, ensure_ascii=False, indent=1), encoding="utf-8")
-                info(f"seed {seed} eval {name}: " + ", ".join(f"{k} {metrics[k]:.2f}" for k in task.headline))
+                target.write_text(json.dumps(done["predictions"][name], ensure_ascii=False, indent=1),
+                                  encoding="utf-8")
             if seed == args.seeds[0]:
-                model.save_pretrained(tmp, safe_serialization=True)
-                tokenizer.save_pretrained(tmp)
-            del model
+                state.copy_model(seed, tmp)
         for name, seeds in per_set.items():
             mean, std = summarize(seeds)
             report["eval"][name] = {"per_seed": seeds, "mean": mean, "std": std}
@@ -95,7 +99,31 @@ def run_finetune(args: FinetuneArgs, task: Task, tokenizer) -> dict:
         table = report_table(report, task.headline)
         (tmp / "report.md").write_text(report_markdown(report, table), encoding="utf-8")
         (tmp / "README.md").write_text(model_card(report, table), encoding="utf-8")
+    state.done()
     return report
+
+
+def _run_seed(args: FinetuneArgs, task: Task, tokenizer, seed: int, device: torch.device, state: RunState) -> dict:
+    """Train and evaluate one seed; its result (and the first seed's model) is saved in ``state`` at once."""
+    from transformers import set_seed
+
+    set_seed(seed)  # python, numpy, torch: the new head's initialization and the data order
+    model = task.load_model().to(device)
+    first = task.eval_names[0] if task.eval_names else None
+    score = (lambda: task.evaluate(model, first)[0][task.headline[0]]) if first and task.eval_every else None
+    started = time.perf_counter()
+    result = fit(model, task.rows, args, seed, device, task.pad_id, evaluate=score, eval_every=task.eval_every,
+                 patience=task.patience, desc=f"seed {seed}", state=state)
+    run = {"steps": result.steps, "final_loss": result.final_loss, "seconds": time.perf_counter() - started,
+           "stopped_early": result.stopped_early, "best_step": result.best_step, "evaluations": result.evaluations}
+    metrics, predictions = {}, {}
+    for name in task.eval_names:
+        metrics[name], predictions[name] = task.evaluate(model, name)
+        info(f"seed {seed} eval {name}: " + ", ".join(f"{k} {metrics[name][k]:.2f}" for k in task.headline))
+    first_seed = seed == args.seeds[0]
+    state.save_finished(seed, run, metrics, predictions, model if first_seed else None,
+                        tokenizer if first_seed else None)
+    return {"run": run, "metrics": metrics, "predictions": predictions}
 
 
 def report_table(report: dict, headline: list[str]) -> str:
@@ -115,7 +143,8 @@ def _settings_lines(report: dict) -> list[str]:
              else f"- seed: {report['seeds'][0]}",
              f"- {report['steps']} steps, batch {c['batch_size']}, lr {c['lr']} ({c['schedule']}, warmup "
              f"{c['warmup_ratio']}), precision {c['precision']}"]
-    for key in ("normalize", "max_seq_length", "doc_stride", "labels", "problem_type", "freeze"):
+    for key in ("normalize", "max_seq_length", "doc_stride", "labels", "problem_type", "freeze", "eval_clone",
+                "clone_map"):
         if report.get(key) is not None:
             lines.append(f"- {key}: {report[key]}")
     return lines

@@ -280,16 +280,18 @@ def load_model(name: str | os.PathLike, kind: str = "auto", dtype=None, role: st
         raise _not_loadable(name, role, err, extra) from err
 
 
-def check_vocab_fits(tokenizer_size: int, embedding_rows: int, model: str, tokenizer: str) -> None:
+def check_vocab_fits(tokenizer_size: int, embedding_rows: int, model: str, tokenizer: str,
+                     clone_rows: bool = False) -> None:
     """The same rule in every command that loads a model and a tokenizer: a tokenizer with more tokens than the
     model has embedding rows is an error (its extra ids would index past the table); fewer is a warning (rows
-    no token uses -- normal when a vocabulary is padded, a mistake when the tokenizer is not the model's)."""
+    no token uses -- normal when a vocabulary is padded, a mistake when the tokenizer is not the model's), unless
+    ``clone_rows``: a model trained with cloned languages, whose rows above the tokenizer's are the clones'."""
     from langadapt.progress import warn
 
     if tokenizer_size > embedding_rows:
         raise InputError(f"the tokenizer '{tokenizer}' has {tokenizer_size} tokens but the model '{model}' only "
                          f"{embedding_rows} embedding rows; pass the tokenizer that belongs to the model")
-    if tokenizer_size < embedding_rows:
+    if tokenizer_size < embedding_rows and not clone_rows:
         warn(f"the tokenizer '{tokenizer}' has {tokenizer_size} tokens and the model '{model}' {embedding_rows} "
              f"embedding rows; {embedding_rows - tokenizer_size} rows are never used (fine for a padded vocabulary)")
 
@@ -302,11 +304,7 @@ def load_model_and_tokenizer(model_name: str, tokenizer_name: str | None = None,
 
     tokenizer = load_tokenizer(tokenizer_name or model_name, role="tokenizer" if tokenizer_name else "model")
     model = load_model(model_name, **kwargs)
-    rows = model.get_input_embeddings().weight.shape[0]
-    if Path(model_name, "clones.json").is_file():  # trained with cloned languages: the rows above are the clones'
-        if len(tokenizer) > rows:
-            check_vocab_fits(len(tokenizer), rows, model_name, tokenizer_name or model_name)
-    else:
-        check_vocab_fits(len(tokenizer), rows, model_name, tokenizer_name or model_name)
+    check_vocab_fits(len(tokenizer), model.get_input_embeddings().weight.shape[0], model_name,
+                     tokenizer_name or model_name, clone_rows=Path(model_name, "clones.json").is_file())
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device).eval(), tokenizer

@@ -57,6 +57,17 @@ def test_classify_on_clones_copied_rows_score_the_same_random_rows_do_not(tmp_pa
     # clone 2's rows are random: the same text in its ids is not read the same (so the map was applied)
     assert all(pred["en_clone2"][i] != pred["en"][i] for i in pred["en"])
     assert "eval_clone: [1, 2]" in (out / "report.md").read_text()
+    # a model trained with data.clones carries its maps (train saves clone_maps.npy into final/): no --clone-map
+    import shutil
+
+    shutil.copy(maps, model / "clone_maps.npy")
+    code, _, err = run_cli("finetune", "classify", "--model", str(model), "--train", str(train), "--eval", f"en={dev}",
+                           "--out", str(tmp_path / "ft2"), "--steps", "10", "--lr", "3e-3", "--batch-size", "16",
+                           "--max-seq-length", "32", "--freeze", "embeddings", "--label-field", "score",
+                           "--eval-clone", "1", "2")
+    assert code == 0, err
+    again = json.loads((tmp_path / "ft2" / "finetune_report.json").read_text())
+    assert again["eval"]["en_clone2"]["per_seed"] == report["eval"]["en_clone2"]["per_seed"]
 
 
 def test_qa_clone_predictions_are_the_models_on_mapped_ids(tmp_path):
@@ -91,7 +102,7 @@ def test_qa_clone_predictions_are_the_models_on_mapped_ids(tmp_path):
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--eval-clone", "1"], "--eval-clone needs --clone-map"),
+    (["--eval-clone", "1"], "--eval-clone needs clone maps"),
     (["--clone-map", "{maps}"], "--clone-map would be ignored"),
     (["--eval-clone", "3", "--clone-map", "{maps}"], "has clones 1..2"),
     (["--eval-clone", "0", "--clone-map", "{maps}"], "eval"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Union
 
 from langadapt.errors import ConfigError, OptionError
@@ -57,7 +58,8 @@ class FinetuneArgs:
     """Also evaluate every eval set on these clones of its language (k >= 1; named NAME_clone<k>): the eval
     text's token ids mapped through clone k's map, as a model trained with data.clones saw that clone."""
     clone_map: Optional[CloneMapPath] = None
-    """The clone maps for --eval-clone: .npy array (clones x vocabulary) or .json {"maps": [...]}."""
+    """The clone maps for --eval-clone: .npy array (clones x vocabulary) or .json {"maps": [...]} (default: the
+    clone_maps.npy that `train` saves beside a model trained with data.clones)."""
     checkpoint_every: NonNegativeInt = 0
     """Save a resumable checkpoint of the seed in progress every N steps (0: only after each seed) in
     <out>.checkpoints/, deleted when the run completes."""
@@ -84,9 +86,12 @@ class FinetuneArgs:
             raise ConfigError(f"seeds must be distinct, got {self.seeds}")
         if any(k < 1 for k in self.eval_clone) or len(set(self.eval_clone)) != len(self.eval_clone):
             raise OptionError("eval_clone", f"expected distinct clone numbers >= 1, got {self.eval_clone}")
+        saved = Path(self.model) / "clone_maps.npy"  # what train writes into final/ for data.clones
+        if self.eval_clone and self.clone_map is None and saved.is_file():
+            self.clone_map = str(saved)
         if self.eval_clone and self.clone_map is None:
-            raise ConfigError("--eval-clone needs --clone-map (a training run does not save its clone maps; "
-                              "write one with langadapt.finetune.clones.save_clone_maps)")
+            raise ConfigError(f"--eval-clone needs clone maps: '{self.model}' has no clone_maps.npy (it was not "
+                              "trained with data.clones); pass --clone-map")
         if self.clone_map is not None and not self.eval_clone:
             raise ConfigError("--clone-map would be ignored: name the clones to evaluate with --eval-clone")
         if self.eval_clone and not self.eval:

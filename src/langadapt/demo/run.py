@@ -33,7 +33,7 @@ class DemoArgs:
     out: OutDir = "demo_out"
     """Output directory (report.md, report.json, curves.png, and every intermediate model and store)."""
     quick: bool = False
-    """Smaller everything: about two minutes on two CPU cores."""
+    """Smaller everything: about a minute on one CPU core."""
     seed: Seed = 0
     """Seed of the synthetic languages, the models and the training runs."""
     methods: str = "random,mean,fvt,clp,focus"

@@ -50,3 +50,24 @@ def save_model(model, tokenizer, path: Path) -> Path:
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
     return path
+
+
+def write_ppl_task(root: Path, texts: list[str], metrics: tuple[str, ...] = ("bits_per_byte",),
+                   name: str = "tiny_ppl") -> Path:
+    """A local lm-eval task over ``texts`` (loglikelihood_rolling): ``<root>/<name>.yaml`` + its jsonl data."""
+    import json
+
+    (root / "ppl.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    metric_list = "".join(f"  - metric: {m}\n" for m in metrics)
+    (root / f"{name}.yaml").write_text(f"""task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {root / 'ppl.jsonl'}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{text}}}}"
+metric_list:
+{metric_list}""", encoding="utf-8")
+    return root / f"{name}.yaml"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import make_texts, run_cli
-from tests.helpers_eval import save_model, tiny_causal, tiny_masked, word_tokenizer
+from tests.helpers_eval import save_model, tiny_causal, tiny_masked, word_tokenizer, write_ppl_task
 
 QUESTIONS = 6
 
@@ -22,7 +22,6 @@ def _write_tasks(root):
           for i in range(QUESTIONS)]
     ppl = [{"text": t} for t in make_texts(5, seed=22)]
     (root / "mc.jsonl").write_text("".join(json.dumps(d) + "\n" for d in mc))
-    (root / "ppl.jsonl").write_text("".join(json.dumps(d) + "\n" for d in ppl))
     (root / "tiny_mc.yaml").write_text(f"""task: tiny_mc
 dataset_path: json
 dataset_kwargs:
@@ -36,19 +35,7 @@ doc_to_choice: choices
 metric_list:
   - metric: acc
 """)
-    (root / "tiny_ppl.yaml").write_text(f"""task: tiny_ppl
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {root / 'ppl.jsonl'}
-test_split: test
-output_type: loglikelihood_rolling
-doc_to_text: ""
-doc_to_target: "{{{{text}}}}"
-metric_list:
-  - metric: bits_per_byte
-  - metric: word_perplexity
-""")
+    write_ppl_task(root, [d["text"] for d in ppl], metrics=("bits_per_byte", "word_perplexity"))
     return mc, [d["text"] for d in ppl]
 
 

@@ -111,20 +111,10 @@ def build(root: Path) -> dict[str, Path]:
 
 
 def _lm_eval_tasks(root: Path, texts: list[str]) -> Path:
+    from tests.helpers_eval import write_ppl_task
+
     root.mkdir()
-    (root / "ppl.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    (root / "tiny_ppl.yaml").write_text(f"""task: tiny_ppl
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {root / 'ppl.jsonl'}
-test_split: test
-output_type: loglikelihood_rolling
-doc_to_text: ""
-doc_to_target: "{{{{text}}}}"
-metric_list:
-  - metric: bits_per_byte
-""", encoding="utf-8")
+    write_ppl_task(root, texts)
     return root
 
 

@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 
 from langadapt.errors import InputError
-from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodInputs, MethodResult
+from langadapt.transfer.result import ORIGIN_FALLBACK, MethodInputs, MethodResult, start_from_overlap
 from langadapt.transfer.sparsemax import sparsemax_threshold, sparsemax_topk
 
 # Scores per block of new tokens: bounds memory to about this many floats, whatever the vocabulary size.
@@ -117,15 +117,8 @@ def focus_combine(
         raise InputError("FOCUS: none of the overlapping tokens has a fastText vector, so new tokens cannot be "
                          "initialized; train the fastText model on more target text or lower its minCount")
 
-    origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
-    origin[overlap_target_ids] = ORIGIN_COPIED
-    origin[new_ids] = ORIGIN_COMPUTED
     sources = [m.float() for m in source_matrices]
-    matrices = []
-    for source in sources:
-        out = torch.zeros(n_target, source.shape[1], dtype=torch.float32)
-        out[overlap_target_ids] = source[overlap_source_ids]
-        matrices.append(out)
+    matrices, origin = start_from_overlap(sources, n_target, overlap_target_ids, overlap_source_ids, new_ids)
 
     supports = []
     blocks = focus_weight_blocks(target_vectors[new_ids], target_vectors[anchor_target_ids], block_elements)

@@ -24,7 +24,7 @@ from langadapt.tokenizer.canonical import (
     special_ids,
     tokenizer_family,
 )
-from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodInputs, MethodResult
+from langadapt.transfer.result import ORIGIN_FALLBACK, MethodInputs, MethodResult, start_from_overlap
 
 _BYTE_RUN = re.compile(r"((?:<0x[0-9A-F]{2}>)+)")
 
@@ -142,19 +142,12 @@ def fvt_combine(source_matrices: list[torch.Tensor], decompositions: list[list[i
     has_pieces = torch.tensor([len(d) > 0 for d in decompositions], dtype=torch.bool)
     computed = (~is_overlap & has_pieces).nonzero().squeeze(1)
 
-    origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
-    origin[overlap_target_ids] = ORIGIN_COPIED
-    origin[computed] = ORIGIN_COMPUTED
+    matrices, origin = start_from_overlap(source_matrices, n_target, overlap_target_ids, overlap_source_ids, computed)
     n_source = source_matrices[0].shape[0]
     averaging = mean_matrix([decompositions[i] for i in computed.tolist()], n_source)
-    matrices = []
-    for source in source_matrices:
-        source = source.float()
-        out = torch.zeros(n_target, source.shape[1], dtype=torch.float32)
-        out[overlap_target_ids] = source[overlap_source_ids]
-        if computed.numel():
-            out[computed] = torch.sparse.mm(averaging, source)
-        matrices.append(out)
+    if computed.numel():
+        for out, source in zip(matrices, source_matrices):
+            out[computed] = torch.sparse.mm(averaging, source.float())
     lengths = torch.tensor([len(decompositions[i]) for i in computed.tolist()], dtype=torch.float32)
     details = {
         "copied": int(is_overlap.sum()),

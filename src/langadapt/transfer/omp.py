@@ -26,7 +26,7 @@ import torch
 
 from langadapt.errors import ConfigError
 from langadapt.options import Count, NonNegativeInt
-from langadapt.transfer.result import ORIGIN_COMPUTED, ORIGIN_COPIED, ORIGIN_FALLBACK, MethodInputs, MethodResult
+from langadapt.transfer.result import ORIGIN_FALLBACK, MethodInputs, MethodResult, start_from_overlap
 
 DEFAULT_K = 8
 DEFAULT_CANDIDATES = 256
@@ -141,19 +141,12 @@ def omp_combine(source_matrices: list[torch.Tensor], shared_space: torch.Tensor,
     new_ids = (~is_overlap & (space.abs().sum(dim=1) > 0)).nonzero().squeeze(1)
     idx, coef = omp_coefficients(space[new_ids], space[overlap_target_ids], k, candidates, block_elements)
 
-    origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
-    origin[overlap_target_ids] = ORIGIN_COPIED
-    origin[new_ids] = ORIGIN_COMPUTED
+    matrices, origin = start_from_overlap(source_matrices, n_target, overlap_target_ids, overlap_source_ids, new_ids)
     source_cols = overlap_source_ids[idx]  # anchor index -> its source row
-    matrices = []
-    for source in source_matrices:
-        source = source.float()
-        out = torch.zeros(n_target, source.shape[1], dtype=torch.float32)
-        out[overlap_target_ids] = source[overlap_source_ids]
-        if new_ids.numel():
-            out[new_ids] = torch.nn.functional.embedding_bag(source_cols, source, per_sample_weights=coef.float(),
-                                                             mode="sum")
-        matrices.append(out)
+    if new_ids.numel():
+        for out, source in zip(matrices, source_matrices):
+            out[new_ids] = torch.nn.functional.embedding_bag(source_cols, source.float(),
+                                                             per_sample_weights=coef.float(), mode="sum")
     fit = (space[new_ids] - torch.nn.functional.embedding_bag(idx, space[overlap_target_ids],
                                                               per_sample_weights=coef.float(), mode="sum"))
     relative = fit.norm(dim=1) / space[new_ids].norm(dim=1) if new_ids.numel() else torch.zeros(0)

@@ -79,3 +79,20 @@ class MethodInputs:
     def output_side(self) -> list[bool]:
         """Per matrix: part of the output side (the untied output embeddings, the head bias)."""
         return [name != "input_embeddings" for name in self.matrix_names]
+
+
+def start_from_overlap(source_matrices: list[torch.Tensor], n_target: int, overlap_target_ids: torch.Tensor,
+                       overlap_source_ids: torch.Tensor, computed_ids: torch.Tensor
+                       ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The common start of the overlap-based methods: one fp32 ``[n_target, d]`` matrix per source matrix with the
+    overlapping tokens' source rows copied and every other row 0 (the method fills ``computed_ids``), and the row
+    origins (copied, computed, the rest fallback)."""
+    origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
+    origin[overlap_target_ids] = ORIGIN_COPIED
+    origin[computed_ids] = ORIGIN_COMPUTED
+    matrices = []
+    for source in source_matrices:
+        out = torch.zeros(n_target, source.shape[1], dtype=torch.float32)
+        out[overlap_target_ids] = source[overlap_source_ids].float()
+        matrices.append(out)
+    return matrices, origin

@@ -21,6 +21,7 @@ anchors, it is exact OMP over all of them, the same as scikit-learn's ``Orthogon
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -57,37 +58,47 @@ def _unit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x / torch.where(norms > 0, norms, torch.ones_like(norms)), norms.squeeze(-1)
 
 
-def omp_block(alpha: torch.Tensor, gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch-OMP on precomputed correlations: ``alpha`` [b, p] = atoms·y, ``gram`` [b, p, p] = atoms·atomsᵀ
-    (per token). Returns (chosen columns [b, k'] in selection order, coefficients [b, k']), k' = min(k, p).
+def omp_block(alpha: torch.Tensor, column: Callable[[torch.Tensor], torch.Tensor],
+              k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch-OMP on precomputed correlations: ``alpha`` [b, p] = atoms·y per token, ``column(pick)`` the Gram
+    column atoms·atoms[pick] [b, p] of each token's picked atom. Returns (chosen columns [b, k'] in selection
+    order, coefficients [b, k']), k' = min(k, p).
 
-    The least-squares refit uses a Cholesky factor of the chosen atoms' Gram matrix grown by one row per step
-    (float64), and the chosen Gram columns are kept, so a step costs O(p·t) per token, not a new solve.
+    The least-squares refit keeps the INVERSE of the chosen atoms' Cholesky factor (float64), grown by one row
+    per step, and z = L⁻¹·alpha_chosen, which only gains an element per step; the coefficients are L⁻ᵀ·z. So
+    every step is a few batched matrix-vector products: no per-token triangular solve (on a CPU, batched LAPACK
+    calls on tiny matrices cost far more than their arithmetic).
     """
     b, p = alpha.shape
     steps = min(k, p)
     rows = torch.arange(b)
     chosen = torch.zeros(b, steps, dtype=torch.long)
-    columns = alpha.new_zeros(b, p, steps)  # gram[:, :, chosen]
-    factor = torch.zeros(b, steps, steps, dtype=torch.float64)
+    columns = alpha.new_zeros(b, steps, p)  # row t: gram[chosen[t], :], contiguous for the correlation update
+    inverse = torch.zeros(b, steps, steps, dtype=torch.float64)  # L⁻¹ of the chosen atoms' Gram matrix
+    z = torch.zeros(b, steps, dtype=torch.float64)
     available = torch.ones(b, p, dtype=torch.bool)
     corr, coef = alpha, alpha.new_zeros(b, 0)
     for t in range(steps):
         pick = corr.abs().masked_fill(~available, -1).argmax(dim=1)
         available[rows, pick] = False
         chosen[:, t] = pick
-        columns[:, :, t] = gram[rows, pick]  # symmetric: the picked row is its column
-        diagonal = columns[rows, pick, t].double()
+        columns[:, t] = column(pick)
+        diagonal = columns[rows, t, pick].double()
+        target = alpha[rows, pick].double()
         if t:
-            cross = columns[:, :, t].gather(1, chosen[:, :t]).double()  # gram[chosen, pick]
-            w = torch.linalg.solve_triangular(factor[:, :t, :t], cross[:, :, None], upper=False).squeeze(-1)
-            factor[:, t, :t] = w
+            cross = columns[:, t].gather(1, chosen[:, :t]).double()  # gram[chosen, pick]
+            w = (inverse[:, :t, :t] * cross[:, None, :]).sum(dim=2)  # L⁻¹·cross
             diagonal = diagonal - (w * w).sum(dim=1)
         # a pick dependent on the chosen atoms (zero correlation left) keeps a tiny pivot instead of a zero one
-        factor[:, t, t] = diagonal.clamp_min(1e-12).sqrt()
-        rhs = alpha.gather(1, chosen[:, :t + 1]).double()[:, :, None]
-        coef = torch.cholesky_solve(rhs, factor[:, :t + 1, :t + 1]).squeeze(-1).to(alpha.dtype)
-        corr = alpha - torch.bmm(columns[:, :, :t + 1], coef[:, :, None]).squeeze(-1)
+        pivot = diagonal.clamp_min(1e-12).sqrt()
+        if t:
+            # new last row of L⁻¹: [-(wᵀ L⁻¹) / pivot, 1 / pivot]
+            inverse[:, t, :t] = -(w[:, :, None] * inverse[:, :t, :t]).sum(dim=1) / pivot[:, None]
+            target = target - (w * z[:, :t]).sum(dim=1)
+        inverse[:, t, t] = 1.0 / pivot
+        z[:, t] = target / pivot
+        coef = (inverse[:, :t + 1, :t + 1] * z[:, :t + 1, None]).sum(dim=1).to(alpha.dtype)  # L⁻ᵀ·z
+        corr = alpha - torch.bmm(coef[:, None, :], columns[:, :t + 1]).squeeze(1)
     return chosen, coef
 
 
@@ -101,9 +112,11 @@ def omp_coefficients(targets: torch.Tensor, atoms: torch.Tensor, k: int, candida
     unit, norms = _unit(atoms)
     m = unit.shape[0]
     pool = m if candidates <= 0 else min(candidates, m)
+    steps = min(k, m)
     full_gram = unit @ unit.T if pool == m else None  # shared by every token: computed once
-    # a block holds b x pool x pool Gram entries (pooled) or b x m x k chosen Gram columns (exact)
-    block = max(1, block_elements // (pool * (pool if full_gram is None else min(k, m))))
+    # a block holds b x pool x (pool + steps) entries (the pool's Gram matrix and the chosen Gram rows), or
+    # b x m x steps (exact: the Gram matrix is shared)
+    block = max(1, block_elements // (pool * ((0 if full_gram is not None else pool) + steps)))
     all_idx, all_coef = [], []
     for start in range(0, targets.shape[0], block):
         y = targets[start:start + block]
@@ -112,18 +125,23 @@ def omp_coefficients(targets: torch.Tensor, atoms: torch.Tensor, k: int, candida
             cand = corr.abs().topk(pool, dim=1).indices  # [b, pool]
             alpha = corr.gather(1, cand)
             atoms_b = unit[cand]  # [b, pool, d]
-            gram = torch.bmm(atoms_b, atoms_b.transpose(1, 2))
+            gram = torch.bmm(atoms_b, atoms_b.transpose(1, 2))  # one big matmul beats k matrix-vector ones
+            rows = torch.arange(y.shape[0])
+
+            def column(pick: torch.Tensor) -> torch.Tensor:
+                return gram[rows, pick]
         else:
             cand = torch.arange(m).expand(y.shape[0], m)
             alpha = corr
-            gram = full_gram.expand(y.shape[0], m, m)
-        chosen, coef = omp_block(alpha, gram, k)
+
+            def column(pick: torch.Tensor) -> torch.Tensor:
+                return full_gram[pick]
+        chosen, coef = omp_block(alpha, column, k)
         idx = cand.gather(1, chosen)
         all_idx.append(idx)
         all_coef.append(coef / torch.where(norms[idx] > 0, norms[idx], torch.ones_like(coef)))
     if not all_idx:
-        width = min(k, m)
-        return torch.zeros(0, width, dtype=torch.long), targets.new_zeros(0, width)
+        return torch.zeros(0, steps, dtype=torch.long), targets.new_zeros(0, steps)
     return torch.cat(all_idx), torch.cat(all_coef)
 
 

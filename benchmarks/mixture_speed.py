@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from langadapt.data.loader import BlockLoader, LoaderConfig
-from langadapt.data.mixture import CloneConfig, MixtureLoader
+from langadapt.data.mixture import CloneConfig, MixtureConfig, MixtureLoader
 from langadapt.data.store import StoreWriter, TokenStore
 
 BOS, EOS, VOCAB = 1, 2, 32000
@@ -64,8 +64,9 @@ def main() -> None:
         stores = {f"l{i}": make_store(Path(tmp) / f"l{i}", args.tokens, i) for i in range(5)}
         splits = {k: s.split("train") for k, s in stores.items()}
         single = BlockLoader(splits["l0"], config, micro_batch_size=args.batch, bos_id=BOS, eos_id=EOS, seed=0)
-        mixture = MixtureLoader(splits, "uniform", config, micro_batch_size=args.batch, bos_id=BOS, eos_id=EOS,
-                                clones=CloneConfig(num_clones=2, p_clone=0.5), vocab_size=VOCAB)
+        mixed = MixtureConfig(block_size=args.block, probabilities="uniform",
+                              clones=CloneConfig(num_clones=2, p_clone=0.5))
+        mixture = MixtureLoader(splits, mixed, micro_batch_size=args.batch, bos_id=BOS, eos_id=EOS, vocab_size=VOCAB)
         for loader in (single, mixture):  # warm the page cache and the code paths
             seconds_per_batch(loader, 20)
         times = {"single": [], "mixture": []}

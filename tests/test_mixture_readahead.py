@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig
-from langadapt.data.mixture import CloneConfig, MixtureLoader
+from langadapt.data.mixture import CloneConfig, MixtureConfig, MixtureLoader
 from tests.test_loader import BOS, EOS, V, make_split
 
 
@@ -85,8 +85,9 @@ def test_read_ahead_gives_the_plain_blocks_and_state(splits, mode, setting):
     kw = dict(SETTINGS[setting])
     only = kw.pop("only", None)
     splits = {only: splits[only]} if only else splits
-    config = LoaderConfig(block_size=8, mode=mode)
-    make = lambda: MixtureLoader(splits, config=config, micro_batch_size=5, bos_id=BOS, eos_id=EOS, seed=3, **kw)
+    fields = {k: kw.pop(k) for k in ("probabilities", "schedule", "clones") if k in kw}
+    config = MixtureConfig(block_size=8, mode=mode, **fields)
+    make = lambda: MixtureLoader(splits, config, micro_batch_size=5, bos_id=BOS, eos_id=EOS, seed=3, **kw)
     mix = make()
     plain = PlainMixture(splits, config, mix, seed=3)
     for step, n in enumerate(REQUESTS):

@@ -20,13 +20,14 @@ copied to a destination offset of the batch. Both modes reduce to the same vecto
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Annotated, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, StoreError
+from langadapt.options import MAX_COUNT, Range
 
 IGNORE = -100
 READ_AHEAD_TOKENS = 1 << 18  # at most this many tokens built ahead per loader (3 int64 arrays: 6 MB)
@@ -34,14 +35,16 @@ READ_AHEAD_TOKENS = 1 << 18  # at most this many tokens built ahead per loader (
 
 @dataclass
 class LoaderConfig:
-    block_size: int = 1024
+    """How one store becomes blocks (``data.*`` of ``langadapt train``, through ``data.mixture.MixtureConfig``)."""
+
+    block_size: Annotated[int, Range(ge=2, le=MAX_COUNT)] = 1024  # a block predicts at least one token
     """Tokens per training block."""
     mode: str = "concat"
-    """concat (documents joined, attention may cross them) or packed (attention stays inside documents)."""
+    """concat (documents joined, attention may cross them) or packed (attention stays inside documents; CLM only)."""
     add_bos: bool = True
-    """Put BOS before each document (when the tokenizer has one)."""
+    """BOS before each document (when the tokenizer has one)."""
     add_eos: bool = True
-    """Put EOS after each document (when the tokenizer has one)."""
+    """EOS after each document (when the tokenizer has one)."""
 
 
 # ---- pure array helpers ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ import torch
 from langadapt.data.loader import IGNORE, READ_AHEAD_TOKENS, BlockLoader, LoaderConfig, Source, assemble_blocks, to_batch
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, InputError, StoreError
-from langadapt.options import Count, Fraction, Seed
+from langadapt.options import Count, Fraction, PositiveFloat, Seed, check_options
 
 Probabilities = Mapping[str, float]
 
@@ -44,6 +44,24 @@ class CloneConfig:
     init: str = "random"
     """Clone rows of the embedding (and untied output) table: random (N(0, initializer_range), the paper's
     from-scratch clones: nothing shared but the body) or copy (each clone row starts as its base row)."""
+
+
+@dataclass
+class MixtureConfig(LoaderConfig):
+    """Which language each block comes from, and how blocks are made (:class:`LoaderConfig`'s fields). The
+    ``data`` section of ``langadapt train`` is this class plus the stores (``train.config.DataArgs``)."""
+
+    probabilities: Optional[Union[dict[str, float], str]] = None
+    """{lang: p} or 'lang:p,lang:p' (sums to 1), 'proportional' (default) or 'uniform'."""
+    alpha: Optional[PositiveFloat] = None
+    """XLM α-smoothing: p_i ∝ n_i^α (instead of probabilities)."""
+    schedule: Optional[str] = None
+    """Stage schedule: '0.1_0.9_0.5_0.5' (second language's p per equal stage) or 'de:0.9,en:0.1|de:0.5,en:0.5'."""
+    clones: Optional[CloneConfig] = None
+    """Cloned languages (a clone maps a fraction of ids to new ids); the model grows to V·(1 + num_clones) rows."""
+
+    def __post_init__(self) -> None:
+        check_options(self)  # every Range (block_size, alpha, the clones'), named in the error
 
 
 def parse_probabilities(spec: str | Probabilities, languages: Sequence[str]) -> dict[str, float]:
@@ -131,13 +149,16 @@ class MixtureLoader:
     order, resume and sharding guarantees of BlockLoader hold per language.
     """
 
-    def __init__(self, splits: Mapping[str, StoreSplit], probabilities=None, config: LoaderConfig | None = None, *,
+    def __init__(self, splits: Mapping[str, StoreSplit], config: MixtureConfig | None = None, *,
                  micro_batch_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, schedule=None, total_blocks: int | None = None,
-                 alpha: float | None = None, clones: CloneConfig | None = None, vocab_size: int | None = None):
+                 vocab_size: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 total_blocks: int | None = None):
+        """``splits``: language -> store split; ``vocab_size``: the base vocabulary (needed with clones);
+        ``total_blocks``: blocks this rank draws in the run (needed with a schedule)."""
         if not splits:
             raise ConfigError("no training data: give at least one language -> token store")
-        config = config or LoaderConfig()
+        config = config or MixtureConfig()
+        self.config = config
         self.base_languages = list(splits)
         self.micro_batch_size = micro_batch_size
         if micro_batch_size < 1:
@@ -152,7 +173,7 @@ class MixtureLoader:
                 raise StoreError(f"language '{lang}': {e}") from None
         self.languages = list(self.base_languages)
         self.required_vocab_size = vocab_size
-        self.clones = clones
+        clones = self.clones = config.clones
         self.clone_maps: list[np.ndarray] = []
         self.clone_base: str | None = None
         if clones is not None:
@@ -165,7 +186,7 @@ class MixtureLoader:
             self.clone_maps = clone_maps(vocab_size, clones, protected)
             self.languages += [f"{self.clone_base}_clone{l}" for l in range(1, clones.num_clones + 1)]
             self.required_vocab_size = vocab_size * (1 + clones.num_clones)
-        self.stages = self._stages(probabilities, schedule, total_blocks, alpha,
+        self.stages = self._stages(config.probabilities, config.schedule, total_blocks, config.alpha,
                                    {lang: split.num_tokens for lang, split in splits.items()})
         self.total_blocks = total_blocks
         table = np.array([[stage[lang] for lang in self.languages] for stage in self.stages])
@@ -224,11 +245,11 @@ class MixtureLoader:
     # ---- batches -------------------------------------------------------------------------------------
     def _draw_languages(self, first: int, n: int) -> np.ndarray:
         """Language index (into ``languages``) of blocks ``first .. first+n-1`` (the stage may change inside)."""
-        blocks = first + np.arange(n)
-        stage = np.minimum(len(self.stages) - 1, blocks * len(self.stages) // (self.total_blocks or 1))
         uniforms = self._rng.random(n)
         if len(self.stages) == 1:  # the number of cdf entries <= u, as below, for one stage
             return np.minimum(np.searchsorted(self._cdf[0], uniforms, side="right"), len(self.languages) - 1)
+        blocks = first + np.arange(n)
+        stage = np.minimum(len(self.stages) - 1, blocks * len(self.stages) // (self.total_blocks or 1))
         return np.minimum((uniforms[:, None] >= self._cdf[stage]).sum(axis=1), len(self.languages) - 1)
 
     def _fill(self, n: int) -> None:

@@ -181,7 +181,7 @@ def assemble_blocks(sources: Sequence[Source], n: int, block_size: int, mode: st
     T = block_size
     ids, is_bos, covered, dst = gather_sources(sources, n, T, bos_id=bos_id, eos_id=eos_id, fill_id=fill_id)
     for rows, mapping in row_maps:
-        ids[rows] = mapping[ids[rows]]
+        ids[rows] = np.take(mapping, ids[rows])
     labels = ids.copy()
     labels[is_bos] = IGNORE
     if mode == "concat":

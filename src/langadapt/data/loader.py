@@ -14,7 +14,9 @@ loader inserted, padding and, in packed mode, the first token of every segment (
 belongs to another document). EOS is predicted.
 
 Blocks are described by "pieces": a run ``[start, stop)`` of one document *framed* with its BOS/EOS,
-copied to a destination offset of the batch. Both modes reduce to the same vectorized gather.
+copied to a destination offset of the batch. Both modes reduce to the same vectorized gather, which also
+builds a mixture's blocks of several stores at once (:func:`assemble_blocks` over several :class:`Source`).
+Blocks are a pure function of (epoch, index), so ``next_blocks`` builds them ahead, many batches at a time.
 """
 
 from __future__ import annotations

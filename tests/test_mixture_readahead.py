@@ -29,8 +29,8 @@ class PlainMixture:
     """The mixture as it was before the read-ahead: everything per call."""
 
     def __init__(self, splits, config, mix: MixtureLoader, seed: int, rank: int = 0, world_size: int = 1):
-        self.loaders = {lang: BlockLoader(split, config, micro_batch_size=1, bos_id=BOS, eos_id=EOS, seed=seed + 1000 * i,
-                                          rank=rank, world_size=world_size)
+        self.loaders = {lang: BlockLoader(split, config, micro_batch_size=1, bos_id=BOS, eos_id=EOS,
+                                          seed=seed + 1000 * i, rank=rank, world_size=world_size)
                         for i, (lang, split) in enumerate(splits.items())}
         self.mix, self.T = mix, config.block_size
         self.rng = np.random.default_rng([seed, rank, 7])
@@ -43,7 +43,8 @@ class PlainMixture:
         blocks = self.drawn + np.arange(n)
         stage = np.minimum(len(mix.stages) - 1, blocks * len(mix.stages) // (mix.total_blocks or 1))
         langs = np.minimum((self.rng.random(n)[:, None] >= cdf[stage]).sum(axis=1), len(mix.languages) - 1)
-        base_of = np.array([i if i < len(base) else base.index(mix.clone_base) for i in range(len(mix.languages))])[langs]
+        base_index = [i if i < len(base) else base.index(mix.clone_base) for i in range(len(mix.languages))]
+        base_of = np.array(base_index)[langs]
         ids, labels, positions = (np.empty((n, self.T), dtype=np.int64) for _ in range(3))
         for b, lang in enumerate(base):
             rows = np.flatnonzero(base_of == b)

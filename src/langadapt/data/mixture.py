@@ -16,7 +16,8 @@ from typing import Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from langadapt.data.loader import IGNORE, READ_AHEAD_TOKENS, BlockLoader, LoaderConfig, Source, assemble_blocks, to_batch
+from langadapt.data.loader import (IGNORE, READ_AHEAD_TOKENS, BlockLoader, LoaderConfig, Source, assemble_blocks,
+                                   to_batch)
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, InputError, StoreError
 from langadapt.options import Count, Fraction, PositiveFloat, Seed, check_options
@@ -254,7 +255,8 @@ class MixtureLoader:
 
     def _fill(self, n: int) -> None:
         """Build the next ``n`` blocks of the mixture at once: per language one read of its blocks, per clone one
-        fancy index of its rows' ids. Remembers the state before them, so that ``state_dict`` can name any point inside."""
+        fancy index of its rows' ids. Remembers the state before them, so that ``state_dict`` can name any
+        point inside."""
         self._before = {"loaders": {lang: l.state_dict() for lang, l in self.loaders.items()},
                         "rng": self._rng.bit_generator.state, "blocks_drawn": self._drawn}
         langs = self._draw_languages(self._drawn, n)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from langadapt.data.mixture import MixtureConfig
-from langadapt.options import (Beta, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir, PositiveFloat,
-                               PositiveFraction, Seed, StorePath, TokenizerPath)
+from langadapt.options import (Beta, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir,
+                               PositiveFloat, PositiveFraction, Seed, StorePath, TokenizerPath)
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-true", "fp16-mixed")
 OBJECTIVES = ("clm", "mlm")

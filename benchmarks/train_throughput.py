@@ -168,13 +168,12 @@ def overhead(store: str, steps: int, micro: int, accum: int, block: int, out: st
     """Per optimizer step: drawing ``accum`` micro-batches (+ .to(device)) and writing one metrics line."""
     import torch
 
-    from langadapt.data.loader import LoaderConfig
-    from langadapt.data.mixture import MixtureLoader
+    from langadapt.data.mixture import MixtureConfig, MixtureLoader
     from langadapt.data.store import TokenStore
     from langadapt.train.metrics import MetricsLog
 
     st = TokenStore.open(store)
-    loader = MixtureLoader({"x": st.split("train")}, None, LoaderConfig(block_size=block), micro_batch_size=micro,
+    loader = MixtureLoader({"x": st.split("train")}, MixtureConfig(block_size=block), micro_batch_size=micro,
                            bos_id=st.bos_id, eos_id=st.eos_id, seed=0, total_blocks=steps * micro * accum)
     start = time.perf_counter()
     for _ in range(steps * accum):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from langadapt.data.loader import IGNORE, LoaderConfig
-from langadapt.data.mixture import CloneConfig, MixtureLoader, parse_schedule, smoothed_probabilities
+from langadapt.data.mixture import CloneConfig, MixtureConfig, MixtureLoader, parse_schedule, smoothed_probabilities
 from langadapt.errors import ConfigError, StoreError
 from tests.test_loader import BOS, EOS, V, make_split
 
@@ -20,8 +20,10 @@ def splits(tmp_path):
 
 
 def mixture(splits, **kw):
+    """A mixture of blocks of 8; ``kw`` holds MixtureConfig fields and loader arguments alike."""
     kw.setdefault("micro_batch_size", 50)
-    return MixtureLoader(splits, config=LoaderConfig(block_size=8), bos_id=BOS, eos_id=EOS, seed=0, **kw)
+    fields = {k: kw.pop(k) for k in ("probabilities", "alpha", "schedule", "clones") if k in kw}
+    return MixtureLoader(splits, MixtureConfig(block_size=8, **fields), bos_id=BOS, eos_id=EOS, seed=0, **kw)
 
 
 def test_alpha_smoothing_formula():
@@ -105,8 +107,8 @@ def test_each_language_is_read_in_its_own_loader_order(splits):
 def test_mixture_ranks_are_disjoint(splits):
     seen = []
     for rank in range(2):
-        loader = MixtureLoader(splits, "de:0.5,en:0.5", LoaderConfig(block_size=8), micro_batch_size=10, bos_id=BOS,
-                               eos_id=EOS, rank=rank, world_size=2)
+        loader = MixtureLoader(splits, MixtureConfig(block_size=8, probabilities="de:0.5,en:0.5"), micro_batch_size=10,
+                               bos_id=BOS, eos_id=EOS, rank=rank, world_size=2)
         per_lang = {lang: l.blocks_per_epoch for lang, l in loader.loaders.items()}
         batch = loader.next_batch()
         seen.append({(int(l), tuple(row.tolist())) for l, row in zip(batch["lang_ids"], batch["input_ids"])})
@@ -143,7 +145,7 @@ def test_errors(splits, kwargs, needle):
     with pytest.raises(ConfigError, match="no training data"):
         MixtureLoader({}, micro_batch_size=1, bos_id=BOS, eos_id=EOS)
     with pytest.raises(StoreError, match="language 'de'.*fewer than block_size"):
-        MixtureLoader(splits, config=LoaderConfig(block_size=100_000), micro_batch_size=1, bos_id=BOS, eos_id=EOS)
+        MixtureLoader(splits, MixtureConfig(block_size=100_000), micro_batch_size=1, bos_id=BOS, eos_id=EOS)
 
 
 @pytest.fixture(scope="module")

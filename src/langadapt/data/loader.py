@@ -14,33 +14,39 @@ loader inserted, padding and, in packed mode, the first token of every segment (
 belongs to another document). EOS is predicted.
 
 Blocks are described by "pieces": a run ``[start, stop)`` of one document *framed* with its BOS/EOS,
-copied to a destination offset of the batch. Both modes reduce to the same vectorized gather.
+copied to a destination offset of the batch. Both modes reduce to the same vectorized gather, which also
+builds a mixture's blocks of several stores at once (:func:`assemble_blocks` over several :class:`Source`).
+Blocks are a pure function of (epoch, index), so ``next_blocks`` builds them ahead, many batches at a time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Annotated, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, StoreError
+from langadapt.options import MAX_COUNT, Range
 
 IGNORE = -100
+READ_AHEAD_TOKENS = 1 << 18  # at most this many tokens built ahead per loader (3 int64 arrays: 6 MB)
 
 
 @dataclass
 class LoaderConfig:
-    block_size: int = 1024
+    """How one store becomes blocks (``data.*`` of ``langadapt train``, through ``data.mixture.MixtureConfig``)."""
+
+    block_size: Annotated[int, Range(ge=2, le=MAX_COUNT)] = 1024  # a block predicts at least one token
     """Tokens per training block."""
     mode: str = "concat"
-    """concat (documents joined, attention may cross them) or packed (attention stays inside documents)."""
+    """concat (documents joined, attention may cross them) or packed (attention stays inside documents; CLM only)."""
     add_bos: bool = True
-    """Put BOS before each document (when the tokenizer has one)."""
+    """BOS before each document (when the tokenizer has one)."""
     add_eos: bool = True
-    """Put EOS after each document (when the tokenizer has one)."""
+    """EOS after each document (when the tokenizer has one)."""
 
 
 # ---- pure array helpers ----------------------------------------------------------------------------
@@ -88,31 +94,111 @@ class Pieces:
     dst: np.ndarray
 
 
+@dataclass
+class Source:
+    """Blocks to build from one split: ``pieces`` (block k of this source at ``dst`` k·T) go to rows ``rows``
+    of the shared batch (None: rows 0, 1, ...). A mixture has one source per language."""
+
+    split: StoreSplit
+    doc_lengths: np.ndarray
+    pieces: Pieces
+    rows: np.ndarray | None = None
+
+
 def gather_pieces(split: StoreSplit, doc_lengths: np.ndarray, pieces: Pieces, total: int, *, bos_id: int | None,
                   eos_id: int | None, fill_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fill a flat buffer of ``total`` tokens from the framed pieces -> (ids, is_inserted_bos).
+    """Fill a flat buffer of ``total`` tokens from the framed pieces of one split -> (ids, is_inserted_bos)."""
+    ids, is_bos, _, _ = gather_sources([Source(split, doc_lengths, pieces)], 1, total, bos_id=bos_id, eos_id=eos_id,
+                                       fill_id=fill_id)
+    return ids.reshape(-1), is_bos.reshape(-1)
+
+
+def gather_sources(sources: Sequence[Source], n: int, block_size: int, *, bos_id: int | None, eos_id: int | None,
+                   fill_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Fill ``n`` blocks from the pieces of one or more sources -> ids and is_inserted_bos [n, T], covered
+    (which positions a piece wrote; None without padding) and every piece's offset in the flat batch.
 
     Framed position f of document d is BOS (f == 0 when BOS is on), EOS (f == n_d + lead when EOS is on),
-    else token ``offsets[d] + f - lead``. One fancy-index read of the memmap for all pieces together.
+    else token ``offsets[d] + f - lead``. The index arithmetic runs once over the pieces of all sources; then
+    per source one ``take`` from its memmap, written to its rows as whole rows (a mixture's languages
+    interleave by row: no per-token scatter). Where BOS and EOS go is found per piece (a piece starting at 0
+    opens with BOS, one reaching the framed end closes with EOS). A source's pieces are in increasing ``dst``
+    order and do not overlap (as :meth:`BlockLoader.pieces` makes them), so if they hold k·T tokens they tile
+    its k blocks.
     """
     lead = 1 if bos_id is not None else 0
-    within = ragged_arange(pieces.length)                      # offset inside each piece
-    dst = np.repeat(pieces.dst, pieces.length) + within
-    doc = np.repeat(pieces.doc, pieces.length)
-    framed = np.repeat(pieces.start, pieces.length) + within    # framed position inside the document
-    n_tokens = split.num_tokens
-    src = split.offsets[doc].astype(np.int64) + framed - lead
-    np.clip(src, 0, n_tokens - 1, out=src)                      # BOS/EOS slots read a dummy token, overwritten below
-    ids = np.full(total, fill_id, dtype=np.int64)
-    ids[dst] = split.tokens[src]
-    is_bos = np.zeros(total, dtype=bool)
+    T = block_size
+    length = np.concatenate([s.pieces.length for s in sources])
+    base = np.concatenate([s.split.offsets[s.pieces.doc].astype(np.int64) + s.pieces.start - lead for s in sources])
+    within = ragged_arange(length)                             # offset inside each piece
+    src = np.repeat(base, length) + within
+    ids = np.empty((n, T), dtype=np.int64) if len(sources) > 1 or sources[0].rows is not None else None
+    covered = None
+    lo = 0
+    for source in sources:
+        p, rows = source.pieces, source.rows
+        k = n if rows is None else len(rows)
+        hi = lo + int(p.length.sum())
+        # mode="clip": the BOS/EOS slots read a neighbouring token, overwritten below
+        local = np.take(source.split.tokens.view(np.ndarray), src[lo:hi], mode="clip")
+        local_cov = None
+        if hi - lo != k * T:                                   # padding (packed): scatter into a filled buffer
+            values, local = local, np.full(k * T, fill_id, dtype=local.dtype)
+            at = np.repeat(p.dst, p.length) + within[lo:hi]
+            local[at] = values
+            local_cov = np.zeros(k * T, dtype=bool)
+            local_cov[at] = True
+        if ids is None:
+            ids = local.astype(np.int64).reshape(n, T)
+            covered = None if local_cov is None else local_cov.reshape(n, T)
+        else:
+            rows = np.arange(k) if rows is None else rows
+            ids[rows] = local.reshape(k, T)
+            if local_cov is not None:
+                if covered is None:
+                    covered = np.ones((n, T), dtype=bool)
+                covered[rows] = local_cov.reshape(k, T)
+        lo = hi
+    dst = np.concatenate([s.pieces.dst if s.rows is None else
+                          s.pieces.dst + (s.rows[s.pieces.dst // T] - s.pieces.dst // T) * T for s in sources])
+    start = np.concatenate([s.pieces.start for s in sources])
+    flat = ids.reshape(-1)
+    is_bos = np.zeros(n * T, dtype=bool)
     if bos_id is not None:
-        at = dst[framed == 0]
-        ids[at] = bos_id
+        at = dst[start == 0]
+        flat[at] = bos_id
         is_bos[at] = True
     if eos_id is not None:
-        ids[dst[framed == doc_lengths[doc] + lead]] = eos_id
-    return ids, is_bos
+        framed_end = np.concatenate([s.doc_lengths[s.pieces.doc] for s in sources]) + lead + 1
+        flat[(dst + length - 1)[start + length == framed_end]] = eos_id
+    return ids, is_bos.reshape(n, T), covered, dst
+
+
+def assemble_blocks(sources: Sequence[Source], n: int, block_size: int, mode: str, *, bos_id: int | None,
+                    eos_id: int | None, fill_id: int, row_maps: Sequence[tuple[np.ndarray, np.ndarray]] = ()
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` blocks from the pieces of one or more sources -> ids, labels, position ids, each [n, block_size].
+    ``row_maps``: (rows, id map) pairs applied to those rows' ids before the labels are made from them (a
+    clone's blocks are its base's through its map; the labels follow, IGNORE stays IGNORE)."""
+    T = block_size
+    ids, is_bos, covered, dst = gather_sources(sources, n, T, bos_id=bos_id, eos_id=eos_id, fill_id=fill_id)
+    for rows, mapping in row_maps:
+        ids[rows] = np.take(mapping, ids[rows])
+    labels = ids.copy()
+    labels[is_bos] = IGNORE
+    if mode == "concat":
+        return ids, labels, np.tile(np.arange(T, dtype=np.int64), (n, 1))
+    labels, covered = labels.reshape(-1), (np.ones(n * T, dtype=bool) if covered is None else covered.reshape(-1))
+    labels[~covered] = IGNORE                                       # padding
+    labels[dst] = IGNORE                                            # a segment's first token has no context of its own
+    # positions restart at each piece and at the padding run that ends a block
+    seg_start = np.zeros(n * T, dtype=bool)
+    seg_start[dst] = True
+    seg_start[1:] |= covered[:-1] & ~covered[1:]
+    seg_start[::T] = True
+    idx = np.arange(n * T)
+    positions = idx - np.maximum.accumulate(np.where(seg_start, idx, 0))
+    return ids, labels.reshape(n, T), positions.reshape(n, T)
 
 
 # ---- the loader -------------------------------------------------------------------------------------
@@ -139,7 +225,9 @@ class BlockLoader:
         self.eos_id = eos_id if config.add_eos else None
         self.pad_id = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
         self.seed, self.rank, self.world_size, self.lang_id = seed, rank, world_size, lang_id
-        self._lengths = split.doc_lengths()
+        self.doc_lengths = split.doc_lengths()
+        self._ahead = None  # (epoch, first, stop, (ids, labels, positions)) of blocks built ahead (next_blocks)
+        self._ahead_cap = max(1, READ_AHEAD_TOKENS // config.block_size)
         self.epoch = 0
         self.position = 0  # index into this rank's blocks of the current epoch
         self._plan_epoch()
@@ -151,7 +239,7 @@ class BlockLoader:
     def _plan_epoch(self) -> None:
         order = self._order(self.epoch)
         extra = (self.bos_id is not None) + (self.eos_id is not None)
-        framed = self._lengths[order] + extra
+        framed = self.doc_lengths[order] + extra
         T = self.config.block_size
         self._slot_doc = order
         if self.config.mode == "concat":
@@ -200,34 +288,16 @@ class BlockLoader:
         return Pieces(doc=self._piece_doc[piece], start=self._piece_start[piece], length=length,
                       dst=row * T + in_block)
 
+    def pieces(self, indices) -> Pieces:
+        """The pieces of blocks ``indices`` of this rank's share of the current epoch, block k at ``dst`` k·T."""
+        blocks = self._blocks[np.asarray(indices, dtype=np.int64).reshape(-1)]
+        return self._concat_pieces(blocks) if self.config.mode == "concat" else self._packed_pieces(blocks)
+
     def blocks(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Blocks ``indices`` of this rank's share of the current epoch -> ids, labels, position ids, each [n, T]."""
-        T = self.config.block_size
-        blocks = self._blocks[np.asarray(indices, dtype=np.int64).reshape(-1)]
-        n = len(blocks)
-        if self.config.mode == "concat":
-            pieces = self._concat_pieces(blocks)
-        else:
-            pieces = self._packed_pieces(blocks)
-        ids, is_bos = gather_pieces(self.split, self._lengths, pieces, n * T, bos_id=self.bos_id,
-                                    eos_id=self.eos_id, fill_id=self.pad_id)
-        labels = ids.copy()
-        labels[is_bos] = IGNORE
-        if self.config.mode == "concat":
-            positions = np.broadcast_to(np.arange(T, dtype=np.int64), (n, T)).copy()
-        else:
-            covered = np.zeros(n * T, dtype=bool)
-            covered[np.repeat(pieces.dst, pieces.length) + ragged_arange(pieces.length)] = True
-            labels[~covered] = IGNORE                               # padding
-            labels[pieces.dst] = IGNORE                             # a segment's first token has no context of its own
-            # positions restart at each piece and at the padding run that ends a block
-            seg_start = np.zeros(n * T, dtype=bool)
-            seg_start[pieces.dst] = True
-            seg_start[1:] |= covered[:-1] & ~covered[1:]
-            seg_start[::T] = True
-            idx = np.arange(n * T)
-            positions = idx - np.maximum.accumulate(np.where(seg_start, idx, 0))
-        return ids.reshape(n, T), labels.reshape(n, T), positions.reshape(n, T)
+        n = np.asarray(indices).size
+        return assemble_blocks([Source(self.split, self.doc_lengths, self.pieces(indices))], n, self.config.block_size,
+                               self.config.mode, bos_id=self.bos_id, eos_id=self.eos_id, fill_id=self.pad_id)
 
     def block(self, index: int):
         """Block ``index`` of this rank's share of the current epoch: (ids, labels, position ids), each [T]."""
@@ -235,21 +305,51 @@ class BlockLoader:
         return ids[0], labels[0], positions[0]
 
     # ---- iteration and state -------------------------------------------------------------------
-    def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The next ``n`` blocks in order (crossing into new epochs as needed), each array [n, T]."""
-        parts = []
+    def segments(self, n: int) -> Iterator[tuple[int, int, int]]:
+        """Advance over the next ``n`` blocks -> (epoch, first index, count) per epoch they fall in. The epoch's
+        plan is current while its segment is handled (the next one is planned when the iteration resumes)."""
         while n > 0:
             if self.position >= self.blocks_per_epoch:
                 self.epoch += 1
                 self.position = 0
                 self._plan_epoch()
             take = min(n, self.blocks_per_epoch - self.position)
-            parts.append(self.blocks(np.arange(self.position, self.position + take)))
+            yield self.epoch, self.position, take
             self.position += take
             n -= take
+
+    def take_pieces(self, n: int) -> tuple[Pieces, list[tuple[int, int, int]]]:
+        """Advance over the next ``n`` blocks -> their pieces (block k at ``dst`` k·T; documents of any epoch) and
+        the segments (epoch, first index, count) they came from. :func:`assemble_blocks` builds them."""
+        parts, segments, done = [], [], 0
+        for epoch, first, take in self.segments(n):
+            p = self.pieces(np.arange(first, first + take))
+            p.dst += done * self.config.block_size
+            parts.append(p)
+            segments.append((epoch, first, take))
+            done += take
         if len(parts) == 1:
-            return parts[0]
-        return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+            return parts[0], segments
+        return Pieces(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("doc", "start", "length", "dst"))), \
+            segments
+
+    def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The next ``n`` blocks in order (crossing into new epochs as needed), each array [n, T].
+
+        Served from a read-ahead of this epoch's next blocks: building a batch costs a fixed ~40 numpy calls,
+        so blocks are built many at a time (the read-ahead doubles per refill, up to ~2**18 tokens). Blocks
+        are a pure function of (epoch, index): the read-ahead changes no output and is not part of the state.
+        """
+        parts = []
+        for epoch, first, take in self.segments(n):
+            ahead = self._ahead
+            if ahead is None or ahead[0] != epoch or not ahead[1] <= first <= first + take <= ahead[2]:
+                size = max(take, min(2 * (ahead[2] - ahead[1]) if ahead else take, self._ahead_cap))
+                stop = min(self.blocks_per_epoch, first + size)
+                ahead = self._ahead = (epoch, first, stop, self.blocks(np.arange(first, stop)))
+            lo = first - ahead[1]
+            parts.append(tuple(a[lo:lo + take] for a in ahead[3]))
+        return _join(parts)
 
     def next_block(self):
         ids, labels, positions = self.next_blocks(1)
@@ -276,9 +376,17 @@ class BlockLoader:
                                   "resume with the same data settings")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self._plan_epoch()
+        self._ahead = None
         if not 0 <= self.position <= self.blocks_per_epoch:
             raise ConfigError(f"loader state points at block {self.position} of an epoch of {self.blocks_per_epoch}; "
                               "the token store changed since the checkpoint")
+
+
+def _join(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Concatenate per-segment (ids, labels, positions) along the blocks."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(parts[0])))
 
 
 def to_batch(ids: np.ndarray, labels: np.ndarray, positions: np.ndarray, lang_ids) -> dict[str, torch.Tensor]:

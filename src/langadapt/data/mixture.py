@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig, to_batch
+from langadapt.data.loader import (IGNORE, READ_AHEAD_TOKENS, BlockLoader, LoaderConfig, Source, assemble_blocks,
+                                   to_batch)
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, InputError, StoreError
-from langadapt.options import Count, Fraction, Seed
+from langadapt.options import Count, Fraction, PositiveFloat, Seed, check_options
 
 Probabilities = Mapping[str, float]
 
@@ -44,6 +45,24 @@ class CloneConfig:
     init: str = "random"
     """Clone rows of the embedding (and untied output) table: random (N(0, initializer_range), the paper's
     from-scratch clones: nothing shared but the body) or copy (each clone row starts as its base row)."""
+
+
+@dataclass
+class MixtureConfig(LoaderConfig):
+    """Which language each block comes from, and how blocks are made (:class:`LoaderConfig`'s fields). The
+    ``data`` section of ``langadapt train`` is this class plus the stores (``train.config.DataArgs``)."""
+
+    probabilities: Optional[Union[dict[str, float], str]] = None
+    """{lang: p} or 'lang:p,lang:p' (sums to 1), 'proportional' (default) or 'uniform'."""
+    alpha: Optional[PositiveFloat] = None
+    """XLM α-smoothing: p_i ∝ n_i^α (instead of probabilities)."""
+    schedule: Optional[str] = None
+    """Stage schedule: '0.1_0.9_0.5_0.5' (second language's p per equal stage) or 'de:0.9,en:0.1|de:0.5,en:0.5'."""
+    clones: Optional[CloneConfig] = None
+    """Cloned languages (a clone maps a fraction of ids to new ids); the model grows to V·(1 + num_clones) rows."""
+
+    def __post_init__(self) -> None:
+        check_options(self)  # every Range (block_size, alpha, the clones'), named in the error
 
 
 def parse_probabilities(spec: str | Probabilities, languages: Sequence[str]) -> dict[str, float]:
@@ -131,13 +150,16 @@ class MixtureLoader:
     order, resume and sharding guarantees of BlockLoader hold per language.
     """
 
-    def __init__(self, splits: Mapping[str, StoreSplit], probabilities=None, config: LoaderConfig | None = None, *,
+    def __init__(self, splits: Mapping[str, StoreSplit], config: MixtureConfig | None = None, *,
                  micro_batch_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, schedule=None, total_blocks: int | None = None,
-                 alpha: float | None = None, clones: CloneConfig | None = None, vocab_size: int | None = None):
+                 vocab_size: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 total_blocks: int | None = None):
+        """``splits``: language -> store split; ``vocab_size``: the base vocabulary (needed with clones);
+        ``total_blocks``: blocks this rank draws in the run (needed with a schedule)."""
         if not splits:
             raise ConfigError("no training data: give at least one language -> token store")
-        config = config or LoaderConfig()
+        config = config or MixtureConfig()
+        self.config = config
         self.base_languages = list(splits)
         self.micro_batch_size = micro_batch_size
         if micro_batch_size < 1:
@@ -152,7 +174,7 @@ class MixtureLoader:
                 raise StoreError(f"language '{lang}': {e}") from None
         self.languages = list(self.base_languages)
         self.required_vocab_size = vocab_size
-        self.clones = clones
+        clones = self.clones = config.clones
         self.clone_maps: list[np.ndarray] = []
         self.clone_base: str | None = None
         if clones is not None:
@@ -165,11 +187,20 @@ class MixtureLoader:
             self.clone_maps = clone_maps(vocab_size, clones, protected)
             self.languages += [f"{self.clone_base}_clone{l}" for l in range(1, clones.num_clones + 1)]
             self.required_vocab_size = vocab_size * (1 + clones.num_clones)
-        self.stages = self._stages(probabilities, schedule, total_blocks, alpha,
+        self.stages = self._stages(config.probabilities, config.schedule, total_blocks, config.alpha,
                                    {lang: split.num_tokens for lang, split in splits.items()})
         self.total_blocks = total_blocks
+        table = np.array([[stage[lang] for lang in self.languages] for stage in self.stages])
+        self._cdf = np.cumsum(table / table.sum(axis=1, keepdims=True), axis=1)
+        # language index -> index of the base language whose blocks it reads (a clone reads its base's)
+        self._base_of = np.array([i if i < len(self.base_languages) else self.base_languages.index(self.clone_base)
+                                  for i in range(len(self.languages))])
+        self.block_size = config.block_size
         self._rng = np.random.default_rng([seed, rank, 7])
-        self.blocks_drawn = 0
+        self._drawn = 0  # blocks drawn, those built ahead included
+        self._ahead = None  # (ids, labels, positions, langs) of the blocks built ahead; _served of them handed out
+        self._served = 0
+        self._ahead_cap = max(1, READ_AHEAD_TOKENS // config.block_size)
 
     # ---- probabilities -------------------------------------------------------------------------------
     def _stages(self, probabilities, schedule, total_blocks, alpha, sizes) -> list[dict[str, float]]:
@@ -213,37 +244,63 @@ class MixtureLoader:
         return dict(self.stages[stage])
 
     # ---- batches -------------------------------------------------------------------------------------
-    def _draw_languages(self, n: int) -> np.ndarray:
-        """Language index (into ``languages``) of the next ``n`` blocks (the stage may change inside a batch)."""
-        table = np.array([[stage[lang] for lang in self.languages] for stage in self.stages])
-        cdf = np.cumsum(table / table.sum(axis=1, keepdims=True), axis=1)
-        blocks = self.blocks_drawn + np.arange(n)
-        stage = np.minimum(len(self.stages) - 1, blocks * len(self.stages) // (self.total_blocks or 1))
+    def _draw_languages(self, first: int, n: int) -> np.ndarray:
+        """Language index (into ``languages``) of blocks ``first .. first+n-1`` (the stage may change inside)."""
         uniforms = self._rng.random(n)
-        return np.minimum((uniforms[:, None] >= cdf[stage]).sum(axis=1), len(self.languages) - 1)
+        if len(self.stages) == 1:  # the number of cdf entries <= u, as below, for one stage
+            return np.minimum(np.searchsorted(self._cdf[0], uniforms, side="right"), len(self.languages) - 1)
+        blocks = first + np.arange(n)
+        stage = np.minimum(len(self.stages) - 1, blocks * len(self.stages) // (self.total_blocks or 1))
+        return np.minimum((uniforms[:, None] >= self._cdf[stage]).sum(axis=1), len(self.languages) - 1)
 
-    def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The next ``n`` blocks: ids, labels, positions [n, T] and language ids [n]."""
-        langs = self._draw_languages(n)
-        n_base = len(self.base_languages)
-        base_of = np.array([i if i < n_base else self.base_languages.index(self.clone_base)
-                            for i in range(len(self.languages))])[langs]
-        T = next(iter(self.loaders.values())).config.block_size
-        ids = np.empty((n, T), dtype=np.int64)
-        labels = np.empty((n, T), dtype=np.int64)
-        positions = np.empty((n, T), dtype=np.int64)
+    def _fill(self, n: int) -> None:
+        """Build the next ``n`` blocks of the mixture at once: per language one read of its blocks, per clone one
+        fancy index of its rows' ids. Remembers the state before them, so that ``state_dict`` can name any
+        point inside."""
+        self._before = {"loaders": {lang: l.state_dict() for lang, l in self.loaders.items()},
+                        "rng": self._rng.bit_generator.state, "blocks_drawn": self._drawn}
+        langs = self._draw_languages(self._drawn, n)
+        base_of = self._base_of[langs]
+        T = self.block_size
+        self._segments, sources = {}, []
         for b, lang in enumerate(self.base_languages):
             rows = np.flatnonzero(base_of == b)
             if len(rows):  # blocks of one language are taken in order, whichever rows they land in
-                ids[rows], labels[rows], positions[rows] = self.loaders[lang].next_blocks(len(rows))
-        for c, mapping in enumerate(self.clone_maps):
-            rows = np.flatnonzero(langs == n_base + c)
-            if len(rows):
-                ids[rows] = mapping[ids[rows]]
-                keep = labels[rows] != IGNORE
-                labels[rows] = np.where(keep, mapping[np.where(keep, labels[rows], 0)], IGNORE)
-        self.blocks_drawn += n
-        return ids, labels, positions, langs
+                loader = self.loaders[lang]
+                pieces, self._segments[lang] = loader.take_pieces(len(rows))
+                sources.append(Source(loader.split, loader.doc_lengths, pieces, rows))
+        clones = [(rows, mapping) for c, mapping in enumerate(self.clone_maps)
+                  if len(rows := np.flatnonzero(langs == len(self.base_languages) + c))]
+        first = next(iter(self.loaders.values()))
+        ids, labels, positions = assemble_blocks(sources, n, T, first.config.mode, bos_id=first.bos_id,
+                                                 eos_id=first.eos_id, fill_id=first.pad_id, row_maps=clones)
+        self._ahead = (ids, labels, positions, langs)
+        self._served = 0
+        self._drawn += n
+
+    def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The next ``n`` blocks: ids, labels, positions [n, T] and language ids [n].
+
+        Blocks are built ahead, many batches at a time (the read-ahead doubles per refill up to ~2**18 tokens):
+        a batch then costs a few slices, and the per-language and per-clone work is paid once per refill.
+        """
+        parts = []
+        while n > 0:
+            if self._ahead is None or self._served == len(self._ahead[3]):
+                last = len(self._ahead[3]) if self._ahead is not None else 0
+                self._fill(max(n, min(2 * last, self._ahead_cap)))
+            take = min(n, len(self._ahead[3]) - self._served)
+            parts.append(tuple(a[self._served:self._served + take] for a in self._ahead))
+            self._served += take
+            n -= take
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
+
+    @property
+    def blocks_drawn(self) -> int:
+        """Blocks handed out so far (by this rank)."""
+        return self._drawn - (len(self._ahead[3]) - self._served if self._ahead is not None else 0)
 
     def next_batch(self) -> dict[str, torch.Tensor]:
         return to_batch(*self.next_blocks(self.micro_batch_size))
@@ -253,9 +310,22 @@ class MixtureLoader:
             yield self.next_batch()
 
     def state_dict(self) -> dict:
-        return {"loaders": {lang: l.state_dict() for lang, l in self.loaders.items()},
-                "rng": self._rng.bit_generator.state, "blocks_drawn": self.blocks_drawn,
-                "languages": list(self.languages)}
+        """Where the blocks handed out so far end: blocks built ahead and not yet handed out are not counted."""
+        if self._ahead is None or self._served == len(self._ahead[3]):
+            loaders, rng = {lang: l.state_dict() for lang, l in self.loaders.items()}, self._rng.bit_generator.state
+        else:  # replay the part of the read-ahead handed out: per language the blocks taken, the draws made
+            before = self._before
+            counts = np.bincount(self._base_of[self._ahead[3][:self._served]], minlength=len(self.base_languages))
+            loaders = {}
+            for b, lang in enumerate(self.base_languages):
+                loaders[lang] = dict(before["loaders"][lang])
+                if counts[b]:
+                    loaders[lang].update(_position_after(self._segments[lang], int(counts[b])))
+            replay = np.random.Generator(type(self._rng.bit_generator)())
+            replay.bit_generator.state = before["rng"]
+            replay.random(self._served)
+            rng = replay.bit_generator.state
+        return {"loaders": loaders, "rng": rng, "blocks_drawn": self.blocks_drawn, "languages": list(self.languages)}
 
     def load_state_dict(self, state: dict) -> None:
         if set(self.loaders) != set(state["loaders"]) or state.get("languages", self.languages) != self.languages:
@@ -264,7 +334,17 @@ class MixtureLoader:
         for lang, loader in self.loaders.items():
             loader.load_state_dict(state["loaders"][lang])
         self._rng.bit_generator.state = state["rng"]
-        self.blocks_drawn = int(state["blocks_drawn"])
+        self._drawn = int(state["blocks_drawn"])
+        self._ahead = None
+
+
+def _position_after(segments: list[tuple[int, int, int]], count: int) -> dict:
+    """Epoch and position of a BlockLoader after ``count`` blocks of the segments it handed out."""
+    for epoch, first, take in segments:
+        if count <= take:
+            return {"epoch": epoch, "position": first + count}
+        count -= take
+    raise AssertionError("more blocks handed out than were taken")
 
 
 def _is_xling_form(schedule) -> bool:

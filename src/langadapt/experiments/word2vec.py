@@ -80,13 +80,11 @@ class Word2VecArgs:
 
 def token_stream(split, p_clone: float, args: Word2VecArgs, bos_id, eos_id, vocab_size: int):
     """(blocks of token ids as string lists, the clone map) for one point."""
-    from langadapt.data.loader import LoaderConfig
-    from langadapt.data.mixture import CloneConfig, MixtureLoader
+    from langadapt.data.mixture import CloneConfig, MixtureConfig, MixtureLoader
 
-    loader = MixtureLoader({"l1": split}, None, LoaderConfig(block_size=args.block_size), micro_batch_size=1,
-                           bos_id=bos_id, eos_id=eos_id, seed=args.seed,
-                           clones=CloneConfig(num_clones=1, frac_clone=args.frac_clone, p_clone=p_clone,
-                                              seed=args.seed), vocab_size=vocab_size)
+    clones = CloneConfig(num_clones=1, frac_clone=args.frac_clone, p_clone=p_clone, seed=args.seed)
+    loader = MixtureLoader({"l1": split}, MixtureConfig(block_size=args.block_size, clones=clones), micro_batch_size=1,
+                           bos_id=bos_id, eos_id=eos_id, vocab_size=vocab_size, seed=args.seed)
     n_blocks = max(1, args.tokens // args.block_size)
     ids, _, _, _ = loader.next_blocks(n_blocks)
     return [[str(t) for t in row] for row in ids.tolist()], loader.clone_maps[0]

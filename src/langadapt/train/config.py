@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Optional, Union
+from typing import Optional
 
-from langadapt.data.mixture import CloneConfig
-from langadapt.options import (MAX_COUNT, Beta, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir,
-                               PositiveFloat, PositiveFraction, Range, Seed, StorePath, TokenizerPath)
+from langadapt.data.mixture import MixtureConfig
+from langadapt.options import (Beta, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir,
+                               PositiveFloat, PositiveFraction, Seed, StorePath, TokenizerPath)
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-true", "fp16-mixed")
 OBJECTIVES = ("clm", "mlm")
@@ -15,27 +15,14 @@ OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit", "adafactor")
 
 
 @dataclass
-class DataArgs:
+class DataArgs(MixtureConfig):
+    """The data layer's own mixture options (block_size, mode, add_bos, add_eos, probabilities, alpha, schedule,
+    clones: data.mixture.MixtureConfig, passed whole to the loader) plus where the stores are."""
+
     train: dict[str, StorePath] = field(default_factory=dict)
     """Language -> token store directory (several = a mixture); the stores' 'train' split is used."""
     val: Optional[dict[str, StorePath]] = None
     """Language -> token store for evaluation (default: the 'val' split of the train stores)."""
-    probabilities: Optional[Union[dict[str, float], str]] = None
-    """{lang: p} or 'lang:p,lang:p' (sums to 1), 'proportional' (default) or 'uniform'."""
-    alpha: Optional[PositiveFloat] = None
-    """XLM α-smoothing: p_i ∝ n_i^α (instead of probabilities)."""
-    schedule: Optional[str] = None
-    """Stage schedule: '0.1_0.9_0.5_0.5' (second language's p per equal stage) or 'de:0.9,en:0.1|de:0.5,en:0.5'."""
-    clones: Optional[CloneConfig] = None
-    """Cloned languages (a clone maps a fraction of ids to new ids); the model grows to V·(1 + num_clones) rows."""
-    block_size: Annotated[int, Range(ge=2, le=MAX_COUNT)] = 1024  # a block predicts at least one token
-    """Tokens per training block."""
-    mode: str = "concat"
-    """concat (documents joined, attention may cross them) or packed (attention stays inside documents; CLM only)."""
-    add_bos: bool = True
-    """BOS before each document."""
-    add_eos: bool = True
-    """EOS after each document."""
     allow_tokenizer_mismatch: bool = False
     """Train on stores written with another tokenizer than the model's (refused by default: their ids would be
     read as the wrong tokens)."""

@@ -223,7 +223,6 @@ def fingerprint(cfg: TrainRunConfig, model) -> dict:
 
 
 def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size: int):
-    from langadapt.data.loader import LoaderConfig
     from langadapt.data.mixture import MixtureLoader
     from langadapt.data.store import TokenStore
     from langadapt.tokenizer.identity import tokenizer_hash
@@ -231,16 +230,13 @@ def open_data(cfg: TrainRunConfig, tokenizer, rank: int, world: int, vocab_size:
     stores = {lang: TokenStore.open(path) for lang, path in cfg.data.train.items()}
     check_store_tokenizers(cfg, stores, tokenizer_hash(tokenizer))
     d = cfg.data
-    clones = d.clones
     base_vocab = max(len(tokenizer), max(s.vocab_size for s in stores.values()))
-    loader_cfg = LoaderConfig(block_size=d.block_size, mode=d.mode, add_bos=d.add_bos, add_eos=d.add_eos)
-    micro = cfg.train.micro_batch_size
     total_blocks = cfg.train.steps * cfg.train.global_batch_size // max(world, 1)
-    loader = MixtureLoader({lang: s.split("train") for lang, s in stores.items()}, d.probabilities, loader_cfg,
-                           micro_batch_size=micro, bos_id=frame_ids(tokenizer)[0], eos_id=frame_ids(tokenizer)[1],
-                           pad_id=tokenizer.pad_token_id, seed=cfg.train.seed, rank=rank, world_size=world,
-                           schedule=d.schedule, total_blocks=total_blocks, alpha=d.alpha, clones=clones,
-                           vocab_size=base_vocab if clones else None)
+    bos, eos = frame_ids(tokenizer)
+    loader = MixtureLoader({lang: s.split("train") for lang, s in stores.items()}, d,  # data IS the MixtureConfig
+                           micro_batch_size=cfg.train.micro_batch_size, bos_id=bos, eos_id=eos,
+                           pad_id=tokenizer.pad_token_id, vocab_size=base_vocab if d.clones else None,
+                           seed=cfg.train.seed, rank=rank, world_size=world, total_blocks=total_blocks)
     needed = max(s.vocab_size for s in stores.values())  # clone rows are added by grow_for_clones
     if needed > vocab_size:
         raise ConfigError(f"the token stores use ids up to {needed - 1}, but the model has only {vocab_size} "

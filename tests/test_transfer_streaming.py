@@ -252,3 +252,28 @@ def test_a_hub_id_is_streamed_from_its_snapshot(tokenizers, tmp_path, monkeypatc
     opened = open_source("some-org/some-model")
     assert isinstance(opened, StreamedSource) and opened.checkpoint.root == source
     assert calls == [("some-org/some-model", ["*.json", "*.safetensors"], {"local_files_only": True})]
+
+
+def test_the_source_rows_are_freed_before_the_method_runs(tokenizers, tmp_path, monkeypatch):
+    """transfer() owns its model: while the method runs the model holds no rows of the matrices (their fp32
+    copies are the method's input), so a big model's peak holds them once; transfer_model (the caller's model)
+    keeps them until the swap."""
+    import langadapt.transfer.run as run_module
+    from langadapt.transfer import transfer_model
+
+    _source(tmp_path, tokenizers, "llama", {"tie_word_embeddings": False}, SHARD)
+    seen = []
+    swap = run_module.swap_matrices
+
+    def recording_swap(model, names, matrices, tied=None):
+        seen.append((model.get_input_embeddings().weight.shape[0], model.get_output_embeddings().weight.shape[0]))
+        return swap(model, names, matrices, tied)
+
+    monkeypatch.setattr(run_module, "swap_matrices", recording_swap)
+    for in_memory in (False, True):
+        transfer("mean", str(tmp_path / "source"), str(tmp_path / "target"), str(tmp_path / f"out{in_memory}"),
+                 in_memory=in_memory)
+    assert seen == [(0, 0), (0, 0)]
+    model = tiny_model("llama", len(tokenizers[0]) + 3, tie_word_embeddings=False)
+    transfer_model(model, tokenizers[0], tokenizers[1], "mean")
+    assert seen[-1] == (len(tokenizers[0]) + 3,) * 2

@@ -33,8 +33,8 @@ from langadapt.transfer.report import TransferReport, write_model_card
 from langadapt.transfer.result import ORIGIN_NAMES
 from langadapt.transfer.streaming import StreamOptions, open_source
 from langadapt.transfer.surgery import (check_padding_positions, check_tokenizer_fits, is_tied,
-                                        realign_padding_positions, set_special_token_ids, source_matrices,
-                                        swap_matrices)
+                                        realign_padding_positions, release_matrices, set_special_token_ids,
+                                        source_matrices, swap_matrices)
 
 EXAMPLES_PER_ORIGIN = 10
 # At most this many calibration documents are read (the token budget is usually reached much earlier).
@@ -101,9 +101,12 @@ def _json_safe(value):
 
 
 def transfer_with(model, source_tokenizer, target_tokenizer, request: Request, run: RunOptions,
-                  init_from: InitFromOptions | None = None, extension: Extension | None = None) -> TransferReport:
+                  init_from: InitFromOptions | None = None, extension: Extension | None = None, *,
+                  release_source: bool = False) -> TransferReport:
     """The in-memory transfer of a checked ``request``: ``model`` is modified in place. With ``extension`` the
-    method runs for ``target_tokenizer`` and the model gets the merged tokenizer's vocabulary."""
+    method runs for ``target_tokenizer`` and the model gets the merged tokenizer's vocabulary.
+    ``release_source``: the caller drops the model if the transfer fails, so its matrices are freed as soon as
+    their fp32 copies exist, and those as soon as the new matrices are complete (the peak holds each once)."""
     started = time.perf_counter()
     final_tokenizer = extension.tokenizer if extension is not None else target_tokenizer
     overrides = resolve_overrides(init_from.pairs(), source_tokenizer, final_tokenizer) if init_from else []
@@ -111,6 +114,9 @@ def transfer_with(model, source_tokenizer, target_tokenizer, request: Request, r
     check_tokenizer_fits(source_tokenizer, model, "source", getattr(model, "name_or_path", "") or "source model")
     check_padding_positions(model, final_tokenizer.pad_token_id)
     names, matrices = source_matrices(model, len(source_tokenizer))
+    tied = is_tied(model)
+    if release_source:
+        release_matrices(model)
     method_started = time.perf_counter()
     inputs = load_inputs(request.needs, source_tokenizer, target_tokenizer, names, matrices, params=request.inputs,
                          text_field=run.text_field, seed=run.seed,
@@ -131,9 +137,10 @@ def transfer_with(model, source_tokenizer, target_tokenizer, request: Request, r
     for name, matrix in zip(names, result.matrices):
         if not torch.isfinite(matrix).all():
             raise RuntimeError(f"method '{method}' produced non-finite values in {name}")
+    if release_source:
+        matrices.clear()  # the list inputs.source_matrices is: nothing reads the source rows from here on
 
-    tied = is_tied(model)
-    swap_matrices(model, names, result.matrices)
+    swap_matrices(model, names, result.matrices, tied)
     positions = realign_padding_positions(model, target_tokenizer.pad_token_id)
     set_special_token_ids(model, target_tokenizer)
     if positions and positions["usable_positions"] < positions["usable_positions_before"]:
@@ -257,7 +264,7 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     extension = extend_vocabulary(source_tok, target_tok, extend, corpus=extend_corpus,
                                   text_field=run.text_field) if extend.extend else None
 
-    report = transfer_with(model, source_tok, target_tok, request, run, init_from, extension)
+    report = transfer_with(model, source_tok, target_tok, request, run, init_from, extension, release_source=True)
     if extension is not None:
         target_tok = extension.tokenizer  # what is calibrated on and saved
     if calibration_texts is not None:

@@ -18,6 +18,10 @@ fp32) + 0.75 GiB.
 
     python benchmarks/transfer_scale.py
     python benchmarks/transfer_scale.py --layers 4     # a quicker, smaller body
+    python benchmarks/transfer_scale.py --workdir /tmp/ts --keep --only cp mean   # reuse the built model
+
+The model (2.7 GiB) is built in a fresh temporary directory and deleted at the end, unless --keep (then a later run
+with the same --workdir reuses it; delete it yourself when done).
 """
 
 from __future__ import annotations
@@ -82,9 +86,22 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--ffn", type=int, default=6144)
     parser.add_argument("--overlap", type=float, default=0.5, help="fraction of target tokens the source has")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "langadapt-transfer-scale")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the model is built (default: a fresh temporary directory)")
+    parser.add_argument("--keep", action="store_true", help="keep --workdir (the built model) for a later run")
+    parser.add_argument("--only", nargs="+", choices=["cp", "start-up", "mean", "clp"],
+                        default=["cp", "start-up", "mean", "clp"], help="the commands to measure (cp always runs)")
     args = parser.parse_args()
+    if args.workdir is None:
+        args.workdir = Path(tempfile.mkdtemp(prefix="langadapt-transfer-scale-"))
+    try:
+        run(args)
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.workdir, ignore_errors=True)
 
+
+def run(args) -> None:
     paths = build(args.workdir, args.vocab, args.d, args.layers, args.ffn, args.overlap)
     source = paths["source"]
     shards = sorted(p.name for p in source.glob("*.safetensors"))
@@ -107,16 +124,19 @@ def main() -> None:
 
     measure("cp -r (1)", ["cp", "-r", str(source), str(out)])
     measure("cp -r (2)", ["cp", "-r", str(source), str(out)])
-    measure("start-up", [sys.executable, "-c", "import langadapt.transfer.run; from transformers import "
-                         "LlamaForCausalLM, PreTrainedTokenizerFast"])
+    if "start-up" in args.only:
+        measure("start-up", [sys.executable, "-c", "import langadapt.transfer.run; from transformers import "
+                             "LlamaForCausalLM, PreTrainedTokenizerFast"])
     cli = [sys.executable, "-m", "langadapt.cli", "--quiet", "transfer", "--source-model", str(source), "--out",
            str(out)]
     mean = ["--method", "mean", "--target-tokenizer", str(paths["target"])]
     clp = ["--method", "clp", "--helper-model", str(paths["helper"])]
-    measure("mean streamed", cli + mean)
-    measure("mean in memory", cli + mean + ["--in-memory"])
-    measure("clp streamed", cli + clp)
-    measure("clp in memory", cli + clp + ["--in-memory"])
+    if "mean" in args.only:
+        measure("mean streamed", cli + mean)
+        measure("mean in memory", cli + mean + ["--in-memory"])
+    if "clp" in args.only:
+        measure("clp streamed", cli + clp)
+        measure("clp in memory", cli + clp + ["--in-memory"])
 
     cp = min(results["cp -r (1)"]["seconds"], results["cp -r (2)"]["seconds"])
     embeddings_fp32 = 2 * 2 * args.vocab * args.d * 4  # input + output, source + target
@@ -130,17 +150,21 @@ def main() -> None:
         print(f"{name:18s} {r['seconds']:8.1f} {r['seconds'] / cp:6.2f} {r['peak_gib']:13.2f} {extra}")
     print("(seconds: the whole command; transfer s: the report's seconds.total, from the call of transfer() to the "
           "saved output, without the interpreter start-up and imports; method s: the method's own compute)")
-    clp_method = results["clp streamed"]["method_seconds"]
-    mean_s, clp_s = results["mean streamed"], results["clp streamed"]
-    print(f"\ntargets: mean streamed <= 1.5 x cp = {1.5 * cp:.1f} s: command {mean_s['seconds']:.1f} s, transfer "
-          f"{mean_s['transfer_seconds']:.1f} s (ratios {mean_s['seconds'] / cp:.2f}, "
-          f"{mean_s['transfer_seconds'] / cp:.2f}); "
-          f"clp streamed <= 1.5 x cp + method {clp_method:.1f} s = {1.5 * cp + clp_method:.1f} s: command "
-          f"{clp_s['seconds']:.1f} s, transfer {clp_s['transfer_seconds']:.1f} s; "
-          f"peak RSS <= {rss_target:.2f} GiB: mean {results['mean streamed']['peak_gib']:.2f}, "
-          f"clp {results['clp streamed']['peak_gib']:.2f} (in memory: {results['mean in memory']['peak_gib']:.2f}, "
-          f"{results['clp in memory']['peak_gib']:.2f}); start-up of every command "
-          f"{results['start-up']['seconds']:.1f} s")
+    print(f"\ntargets (peak RSS <= {rss_target:.2f} GiB):")
+    if "mean streamed" in results:
+        mean_s = results["mean streamed"]
+        print(f"  mean streamed <= 1.5 x cp = {1.5 * cp:.1f} s: command {mean_s['seconds']:.1f} s "
+              f"({mean_s['seconds'] / cp:.2f} x cp), transfer {mean_s['transfer_seconds']:.1f} s "
+              f"({mean_s['transfer_seconds'] / cp:.2f} x cp); peak RSS {mean_s['peak_gib']:.2f} GiB "
+              f"(in memory {results['mean in memory']['peak_gib']:.2f})")
+    if "clp streamed" in results:
+        clp_s = results["clp streamed"]
+        clp_method = clp_s["method_seconds"]
+        print(f"  clp streamed <= 1.5 x cp + method {clp_method:.1f} s = {1.5 * cp + clp_method:.1f} s: command "
+              f"{clp_s['seconds']:.1f} s, transfer {clp_s['transfer_seconds']:.1f} s; peak RSS "
+              f"{clp_s['peak_gib']:.2f} GiB (in memory {results['clp in memory']['peak_gib']:.2f})")
+    if "start-up" in results:
+        print(f"  start-up of every command {results['start-up']['seconds']:.1f} s")
     print(json.dumps(results))
 
 

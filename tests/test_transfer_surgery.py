@@ -120,3 +120,17 @@ def test_an_architecture_with_its_own_resize_is_resized_its_own_way(monkeypatch)
     assert calls == [(VOCAB + 2,)]
     assert torch.equal(base.get_input_embeddings().weight, new[0])
     assert torch.equal(base.get_output_embeddings().weight, new[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_all_finite_agrees_with_isfinite(dtype):
+    from langadapt.transfer.run import _all_finite
+
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(40, 8, generator=generator).to(dtype)
+    assert _all_finite(base) and _all_finite(torch.zeros(0, 8, dtype=dtype))
+    for value in (float("nan"), float("inf"), float("-inf")):
+        for row, col in ((0, 0), (17, 3), (39, 7)):
+            bad = base.clone()
+            bad[row, col] = value
+            assert _all_finite(bad) == bool(torch.isfinite(bad).all()) is False, (value, row, col)

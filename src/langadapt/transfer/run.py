@@ -273,20 +273,23 @@ def transfer(method: str, source_model: str, target_tokenizer: str | None = None
     extension = extend_vocabulary(source_tok, target_tok, extend, corpus=extend_corpus,
                                   text_field=run.text_field) if extend.extend else None
 
-    report = transfer_with(model, source_tok, target_tok, request, run, init_from, extension, release_source=True)
-    if extension is not None:
-        target_tok = extension.tokenizer  # what is calibrated on and saved
-    if calibration_texts is not None:
-        fit = calibrate_logit_scale(model, target_tok, calibration_texts, calibration.tokens)
-        report.inputs["text_field"] = run.text_field
-        report.calibration = {"text": str(calibration.calibrate), **fit.as_report()}
-        info(f"calibrated the logit scale on {fit.tokens} tokens: x{fit.beta:.3f} (NLL per token "
-             f"{fit.nll_before:.3f} -> {fit.nll_after:.3f}), folded into {fit.folded_into}")
-    report.source_model = str(source_model)
-    report.target_tokenizer = str(target_tokenizer or helper_model)
-    report.helper_model = str(helper_model) if helper_model is not None else None
+    vocab_size = len(extension.tokenizer if extension is not None else target_tok)
     with atomic_dir(out, overwrite=run.overwrite) as tmp:
-        source.save(tmp)
+        with source.prefetch(tmp, vocab_size):  # streamed: the unchanged bytes are copied meanwhile
+            report = transfer_with(model, source_tok, target_tok, request, run, init_from, extension,
+                                   release_source=True)
+            if extension is not None:
+                target_tok = extension.tokenizer  # what is calibrated on and saved
+            if calibration_texts is not None:
+                fit = calibrate_logit_scale(model, target_tok, calibration_texts, calibration.tokens)
+                report.inputs["text_field"] = run.text_field
+                report.calibration = {"text": str(calibration.calibrate), **fit.as_report()}
+                info(f"calibrated the logit scale on {fit.tokens} tokens: x{fit.beta:.3f} (NLL per token "
+                     f"{fit.nll_before:.3f} -> {fit.nll_after:.3f}), folded into {fit.folded_into}")
+            source.save(tmp)  # (waits for the copy)
+        report.source_model = str(source_model)
+        report.target_tokenizer = str(target_tokenizer or helper_model)
+        report.helper_model = str(helper_model) if helper_model is not None else None
         target_tok.save_pretrained(tmp)
         report.seconds["total"] = round(time.perf_counter() - started, 3)
         (tmp / "transfer_report.json").write_text(report.to_json(), encoding="utf-8")

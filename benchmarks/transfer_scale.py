@@ -8,11 +8,14 @@ shares --overlap of them; and a GPT-2 helper (d 512, 1 layer) with the target to
 
   cp -r        the source directory copied (twice: the faster is the baseline)
   start-up     `python -c "import langadapt.transfer.run, transformers.LlamaForCausalLM"` (part of every command)
+  floor        the streamed path's I/O alone: the two vocabulary matrices read, the checkpoint written with them
+               (`write_checkpoint`), in a fresh Python (start-up without transformers included)
   mean         `langadapt transfer --method mean`, streamed and --in-memory
   clp          `langadapt transfer --method clp --helper-model ...`, streamed and --in-memory; its method compute
                alone is the report's seconds.method
 
-and prints wall time, peak RSS (each command under its own small Python parent) and the targets of issue 13:
+and prints wall time, peak RSS (each command under its own small Python parent) and the targets of issue 13 (each
+command from floor on is preceded by its own `cp -r`, "paired": the load of a shared machine drifts in minutes):
 mean <= 1.5x cp; clp <= 1.5x cp + its method compute; peak RSS <= 1.25 x (source + target embedding matrices in
 fp32) + 0.75 GiB.
 
@@ -41,6 +44,20 @@ from transfer_speed import SPECIALS, child_peak, make_tokenizer, synthetic_words
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 GIB = 1024 ** 3
+
+
+# The streamed path's I/O alone (the floor of the command, beside its start-up): read the two vocabulary matrices,
+# write the checkpoint with them replaced (plan, kernel copy of everything else, the two matrices written).
+FLOOR = """
+import sys
+from pathlib import Path
+from langadapt.io.safetensors_stream import find_checkpoint, read_tensors, write_checkpoint
+source, out = Path(sys.argv[1]), Path(sys.argv[2])
+checkpoint = find_checkpoint(source)
+names = ["model.embed_tokens.weight", "lm_head.weight"]
+out.mkdir()
+write_checkpoint(checkpoint, out, read_tensors(checkpoint, names))
+"""
 
 
 def build(workdir: Path, vocab: int, d: int, layers: int, ffn: int, overlap: float) -> dict:
@@ -89,8 +106,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the model is built (default: a fresh temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep --workdir (the built model) for a later run")
-    parser.add_argument("--only", nargs="+", choices=["cp", "start-up", "mean", "clp"],
-                        default=["cp", "start-up", "mean", "clp"], help="the commands to measure (cp always runs)")
+    parser.add_argument("--only", nargs="+", choices=["cp", "start-up", "floor", "mean", "clp"],
+                        default=["cp", "start-up", "floor", "mean", "clp"],
+                        help="the commands to measure (cp always runs)")
     args = parser.parse_args()
     if args.workdir is None:
         args.workdir = Path(tempfile.mkdtemp(prefix="langadapt-transfer-scale-"))
@@ -113,13 +131,18 @@ def run(args) -> None:
     out = args.workdir / "out"
     results = {}
 
-    def measure(name: str, argv: list[str]) -> None:
+    def measure(name: str, argv: list[str], paired: bool = False) -> None:
+        """``paired``: a `cp -r` right before, to compare with (the load of a shared machine drifts)."""
+        paired_cp = None
+        if paired:
+            shutil.rmtree(out, ignore_errors=True)
+            paired_cp = child_peak(["cp", "-r", str(source), str(out)])[0]
         shutil.rmtree(out, ignore_errors=True)
         seconds, peak_gb = child_peak(argv)
         report = out / "transfer_report.json"
         timing = json.loads(report.read_text())["seconds"] if report.exists() else {}
         results[name] = {"seconds": seconds, "peak_gib": peak_gb, "method_seconds": timing.get("method"),
-                         "transfer_seconds": timing.get("total")}
+                         "transfer_seconds": timing.get("total"), "paired_cp_seconds": paired_cp}
         shutil.rmtree(out, ignore_errors=True)
 
     measure("cp -r (1)", ["cp", "-r", str(source), str(out)])
@@ -131,23 +154,30 @@ def run(args) -> None:
            str(out)]
     mean = ["--method", "mean", "--target-tokenizer", str(paths["target"])]
     clp = ["--method", "clp", "--helper-model", str(paths["helper"])]
+    if "floor" in args.only:  # the I/O of the streamed path alone: its two matrices read, the checkpoint written
+        measure("floor: write only", [sys.executable, "-c", FLOOR, str(source), str(out)], paired=True)
     if "mean" in args.only:
-        measure("mean streamed", cli + mean)
-        measure("mean in memory", cli + mean + ["--in-memory"])
+        measure("mean streamed", cli + mean, paired=True)
+        measure("mean in memory", cli + mean + ["--in-memory"], paired=True)
     if "clp" in args.only:
-        measure("clp streamed", cli + clp)
-        measure("clp in memory", cli + clp + ["--in-memory"])
+        measure("clp streamed", cli + clp, paired=True)
+        measure("clp in memory", cli + clp + ["--in-memory"], paired=True)
 
     cp = min(results["cp -r (1)"]["seconds"], results["cp -r (2)"]["seconds"])
     embeddings_fp32 = 2 * 2 * args.vocab * args.d * 4  # input + output, source + target
     rss_target = (1.25 * embeddings_fp32 + 0.75 * GIB) / GIB
-    print(f"\n{'command':18s} {'seconds':>8s} {'x cp':>6s} {'peak RSS GiB':>13s} {'transfer s':>11s} {'x cp':>6s} "
-          f"{'method s':>9s}")
+    print(f"\n{'command':18s} {'seconds':>8s} {'x cp':>6s} {'paired cp s':>12s} {'x it':>6s} {'peak RSS GiB':>13s} "
+          f"{'transfer s':>11s} {'x cp':>6s} {'method s':>9s}")
     for name, r in results.items():
+        paired = ""
+        if r["paired_cp_seconds"] is not None:
+            paired = f"{r['paired_cp_seconds']:12.1f} {r['seconds'] / r['paired_cp_seconds']:6.2f}"
         extra = ""
         if r["transfer_seconds"] is not None:
             extra = f"{r['transfer_seconds']:11.1f} {r['transfer_seconds'] / cp:6.2f} {r['method_seconds']:9.1f}"
-        print(f"{name:18s} {r['seconds']:8.1f} {r['seconds'] / cp:6.2f} {r['peak_gib']:13.2f} {extra}")
+        print(f"{name:18s} {r['seconds']:8.1f} {r['seconds'] / cp:6.2f} {paired:>19s} {r['peak_gib']:13.2f} {extra}")
+    print("(x cp: against the faster of the two cp -r at the start; paired cp: a cp -r run right before the command, "
+          "x it: the command against it)")
     print("(seconds: the whole command; transfer s: the report's seconds.total, from the call of transfer() to the "
           "saved output, without the interpreter start-up and imports; method s: the method's own compute)")
     print(f"\ntargets (peak RSS <= {rss_target:.2f} GiB):")

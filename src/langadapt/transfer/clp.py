@@ -178,15 +178,21 @@ def clp_combine(
     helper_anchors = unit_rows(helper[overlap_target_ids])
     widths = [m.shape[1] for m in source_matrices]
     offsets = [sum(widths[:j]) for j in range(len(widths))]
-    # All source matrices mixed at once: their anchor rows side by side.
-    anchors = torch.cat([m.float()[overlap_source_ids] for m in source_matrices], dim=1)
+    # All source matrices mixed at once: their anchor rows side by side, gathered in row blocks (no whole-matrix
+    # temporaries beside the result: on a 32k x 2048 model they were the peak of a streamed transfer).
+    anchors = torch.empty(overlap_source_ids.numel(), sum(widths), dtype=torch.float32)
+    rows_per_block = max(1, block_elements // max(1, sum(widths)))
+    for begin in range(0, overlap_source_ids.numel(), rows_per_block):
+        ids = overlap_source_ids[begin:begin + rows_per_block]
+        for m, offset, width in zip(source_matrices, offsets, widths):
+            anchors[begin:begin + ids.numel(), offset:offset + width] = m[ids]
 
     origin = torch.full((n_target,), ORIGIN_FALLBACK, dtype=torch.int8)
     origin[overlap_target_ids] = ORIGIN_COPIED
     matrices = []
-    for m in source_matrices:
-        out = torch.zeros(n_target, m.shape[1], dtype=torch.float32)
-        out[overlap_target_ids] = m.float()[overlap_source_ids]
+    for offset, width in zip(offsets, widths):
+        out = torch.zeros(n_target, width, dtype=torch.float32)
+        out[overlap_target_ids] = anchors[:, offset:offset + width]
         matrices.append(out)
 
     def store(ids: torch.Tensor, rows: torch.Tensor, valid: torch.Tensor) -> None:

@@ -105,6 +105,9 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=0.5, help="fraction of target tokens the source has")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the model is built (default: a fresh temporary directory)")
+    parser.add_argument("--before-src", type=Path, default=None,
+                        help="the src/ of an earlier version (e.g. `git archive <commit> src | tar -x -C /tmp/old`): "
+                             "its streamed mean and clp are measured too, in the same run")
     parser.add_argument("--keep", action="store_true", help="keep --workdir (the built model) for a later run")
     parser.add_argument("--only", nargs="+", choices=["cp", "start-up", "floor", "mean", "clp"],
                         default=["cp", "start-up", "floor", "mean", "clp"],
@@ -156,10 +159,15 @@ def run(args) -> None:
     clp = ["--method", "clp", "--helper-model", str(paths["helper"])]
     if "floor" in args.only:  # the I/O of the streamed path alone: its two matrices read, the checkpoint written
         measure("floor: write only", [sys.executable, "-c", FLOOR, str(source), str(out)], paired=True)
+    before = ["env", f"PYTHONPATH={args.before_src}"] if args.before_src else None
     if "mean" in args.only:
+        if before:
+            measure("mean before", before + cli + mean, paired=True)
         measure("mean streamed", cli + mean, paired=True)
         measure("mean in memory", cli + mean + ["--in-memory"], paired=True)
     if "clp" in args.only:
+        if before:
+            measure("clp before", before + cli + clp, paired=True)
         measure("clp streamed", cli + clp, paired=True)
         measure("clp in memory", cli + clp + ["--in-memory"], paired=True)
 

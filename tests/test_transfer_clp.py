@@ -160,3 +160,22 @@ def test_dense_reports_ill_conditioned_rows_of_the_output_side(problem):
     assert alone["ill_conditioned"] > 0  # signed cosines: some sums near zero
     assert result.details["ill_conditioned_output_side"] == alone["ill_conditioned"]
     assert result.details["ill_conditioned"] >= alone["ill_conditioned"]
+
+
+@pytest.mark.parametrize("block_elements", [1 << 24, 90])
+def test_anchor_rows_gathered_from_the_sources_equal_the_copied_matrix(problem, block_elements):
+    """topk/sparsemax mix anchor rows straight from the source matrices (no copy of them); positive/dense use one
+    copied matrix (built in row blocks): both give the rows of the plainly indexed, concatenated anchors."""
+    from langadapt.transfer.clp import AnchorRows
+
+    overlap_t, overlap_s, source, _, _ = problem
+    plain = torch.cat([m[overlap_s] for m in source], dim=1)
+    copied = AnchorRows(source, overlap_s, copy=True, block_elements=block_elements)
+    gathered = AnchorRows(source, overlap_s, copy=False, block_elements=block_elements)
+    assert gathered.matrix is None and torch.equal(copied.matrix, plain)
+    g = torch.Generator().manual_seed(3)
+    index = torch.randint(0, len(overlap_s), (7, 4), generator=g)
+    weights = torch.rand(7, 4, generator=g)
+    expected = (weights.double()[:, :, None] * plain.double()[index]).sum(1)
+    for anchors in (copied, gathered):
+        assert relative_error(anchors.mix(index, weights), expected.numpy()) <= 1e-6

@@ -252,3 +252,115 @@ def test_a_hub_id_is_streamed_from_its_snapshot(tokenizers, tmp_path, monkeypatc
     opened = open_source("some-org/some-model")
     assert isinstance(opened, StreamedSource) and opened.checkpoint.root == source
     assert calls == [("some-org/some-model", ["*.json", "*.safetensors"], {"local_files_only": True})]
+
+
+def test_the_source_rows_are_freed_before_the_method_runs(tokenizers, tmp_path, monkeypatch):
+    """transfer() owns its model: while the method runs the model holds no rows of the matrices (their fp32
+    copies are the method's input), so a big model's peak holds them once; transfer_model (the caller's model)
+    keeps them until the swap."""
+    import langadapt.transfer.run as run_module
+    from langadapt.transfer import transfer_model
+
+    _source(tmp_path, tokenizers, "llama", {"tie_word_embeddings": False}, SHARD)
+    seen = []
+    swap = run_module.swap_matrices
+
+    def recording_swap(model, names, matrices, tied=None):
+        seen.append((model.get_input_embeddings().weight.shape[0], model.get_output_embeddings().weight.shape[0]))
+        return swap(model, names, matrices, tied)
+
+    monkeypatch.setattr(run_module, "swap_matrices", recording_swap)
+    for in_memory in (False, True):
+        transfer("mean", str(tmp_path / "source"), str(tmp_path / "target"), str(tmp_path / f"out{in_memory}"),
+                 in_memory=in_memory)
+    assert seen == [(0, 0), (0, 0)]
+    model = tiny_model("llama", len(tokenizers[0]) + 3, tie_word_embeddings=False)
+    transfer_model(model, tokenizers[0], tokenizers[1], "mean")
+    assert seen[-1] == (len(tokenizers[0]) + 3,) * 2
+
+
+def _copy_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "langadapt-copy"]
+
+
+def test_the_unchanged_bytes_are_copied_once_in_the_background(tokenizers, tmp_path, monkeypatch):
+    """The body is copied by the background thread, planned for the target vocabulary before the method runs;
+    save() writes only the new matrices into it (no second copy), and the output is the in-memory one."""
+    import langadapt.io.safetensors_stream as stream
+    import langadapt.transfer.streaming as streaming_module
+
+    _source(tmp_path, tokenizers, "llama", {"tie_word_embeddings": False}, SHARD)
+    calls, copy = [], stream.copy_unchanged
+
+    def counting_copy(checkpoint, plan, out, stop=None):
+        import threading
+
+        calls.append((threading.current_thread().name, dict(plan.replaced)))
+        return copy(checkpoint, plan, out, stop)
+
+    monkeypatch.setattr(streaming_module, "copy_unchanged", counting_copy)
+    monkeypatch.setattr(stream, "copy_unchanged", counting_copy)  # write_checkpoint's own (a redo) would count too
+    memory, streamed = _both(tmp_path)
+    d = tiny_model("llama", 10).config.hidden_size
+    assert calls == [("langadapt-copy", {"model.embed_tokens.weight": (len(tokenizers[1]), d),
+                                          "lm_head.weight": (len(tokenizers[1]), d)})]
+    _assert_same_tensors(memory, streamed)
+    assert not _copy_threads()
+
+
+def test_tensors_other_than_the_planned_ones_are_written_from_scratch(tokenizers, tmp_path, monkeypatch):
+    """A plan that does not match what the transfer wrote (here: a wrong vocabulary size) is redone in save()."""
+    from langadapt.transfer.streaming import StreamedSource
+
+    _source(tmp_path, tokenizers, "llama", {"tie_word_embeddings": False}, SHARD)
+    prefetch = StreamedSource.prefetch
+    monkeypatch.setattr(StreamedSource, "prefetch", lambda self, out, vocab_size: prefetch(self, out, vocab_size + 4))
+    memory, streamed = _both(tmp_path)
+    _assert_same_tensors(memory, streamed)
+
+
+def test_an_error_during_the_transfer_stops_the_copy_and_leaves_nothing(tokenizers, tmp_path, monkeypatch):
+    import langadapt.transfer.run as run_module
+
+    _source(tmp_path, tokenizers, "llama", {"tie_word_embeddings": False}, SHARD)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the method failed")
+
+    monkeypatch.setattr(run_module, "fill_fallback", failing)
+    with pytest.raises(RuntimeError, match="the method failed"):
+        transfer("mean", str(tmp_path / "source"), str(tmp_path / "target"), str(tmp_path / "out"))
+    assert not _copy_threads()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source", "target"]  # no output, no temp sibling
+
+
+def test_plan_then_copy_then_write_equals_one_write(tmp_path):
+    """write_checkpoint in its two steps, on a sharded checkpoint with replaced tensors first, in the middle
+    and last in their files (holes at every position), and a file with none."""
+    torch.manual_seed(1)
+    shards = {"s1.safetensors": {"a": torch.randn(3, 4), "b": torch.randn(5), "c": torch.randn(2, 2)},
+              "s2.safetensors": {"d": torch.randn(7)}, "s3.safetensors": {"e": torch.randn(4), "f": torch.randn(6)}}
+    root = tmp_path / "src"
+    root.mkdir()
+    for file, tensors in shards.items():
+        save_file(tensors, str(root / file), metadata={"format": "pt"})
+    index = {"metadata": {"total_size": 0}, "weight_map": {n: f for f, ts in shards.items() for n in ts}}
+    (root / "model.safetensors.index.json").write_text(json.dumps(index))
+    checkpoint = find_checkpoint(root)
+    replaced = {"a": torch.randn(6, 4), "c": torch.randn(1, 2), "f": torch.randn(9)}
+    (tmp_path / "out").mkdir()
+    done = write_checkpoint(checkpoint, tmp_path / "out", replaced)
+    assert done == {"copied": ["s2.safetensors"], "rewritten": ["s1.safetensors", "s3.safetensors"]}
+    assert filecmp.cmp(root / "s2.safetensors", tmp_path / "out" / "s2.safetensors", shallow=False)
+    got = _tensors(tmp_path / "out")
+    expected = {n: t for ts in shards.values() for n, t in ts.items()} | replaced
+    assert got.keys() == expected.keys() and all(torch.equal(got[n][1], expected[n]) for n in expected)
+    # What safetensors itself writes for the rewritten files, byte for byte.
+    from safetensors.torch import save as save_bytes
+
+    for file in ("s1.safetensors", "s3.safetensors"):
+        ours = (tmp_path / "out" / file).read_bytes()
+        theirs = save_bytes({n: expected[n] for n in shards[file]}, metadata={"format": "pt"})
+        assert ours == theirs, file

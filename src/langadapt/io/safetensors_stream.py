@@ -9,18 +9,22 @@ multiple of 8) and the tensor bytes, back to back.
 
 Reading goes through ``safetensors.safe_open`` (one tensor at a time). Writing cannot: ``safetensors.save_file``
 takes every tensor of a file in memory, and a 1 GB shard that holds the embedding matrix would cost 1 GB of RSS.
-So ``write_checkpoint`` copies a shard that nothing changes as a file, and writes a shard that holds a replaced
-tensor itself: a new header, then each tensor's bytes -- a replaced one from memory (in the dtype the source
-stored it in), every other one copied from the source file by the kernel (``copy_file_range``), so it is bit-identical
-and never materialized. The files it writes open with ``safe_open`` and ``from_pretrained`` like any other.
+So the output is planned first (``plan_checkpoint``: from the names and shapes of the replaced tensors alone,
+every file's header and every tensor's offset), then written in two steps: ``copy_unchanged`` copies a shard that
+nothing changes as a file and, into a shard that holds a replaced tensor, its new header and every other tensor
+at its offset, by the kernel (``copy_file_range``, as ``cp`` does), bit-identical and never materialized;
+``write_replaced`` writes the replaced tensors from memory (in the dtype the source stored them in) into the
+holes left for them. The first step needs no values, so it can run while the values are being computed
+(``transfer/streaming.py`` does). The files open with ``safe_open`` and ``from_pretrained`` like any other.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,78 +138,145 @@ def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
 
 
-def _write_all(fd: int, data: memoryview) -> None:
+def _write_all(fd: int, data: memoryview, offset: int) -> None:
     while len(data):
-        data = data[os.write(fd, data):]
+        done = os.pwrite(fd, data, offset)
+        data, offset = data[done:], offset + done
 
 
-def _copy_range(source: int, target: int, begin: int, end: int, name: str) -> None:
-    """Bytes ``begin:end`` of the file ``source`` appended to ``target`` (file descriptors): in the kernel
-    (``copy_file_range``) where the system allows it, else through a ``COPY_CHUNK`` buffer."""
+def _copy_range(source: int, target: int, begin: int, end: int, at: int, name: str,
+                stop: threading.Event | None = None) -> None:
+    """Bytes ``begin:end`` of the file ``source`` written at offset ``at`` of ``target`` (file descriptors): in
+    the kernel (``copy_file_range``, what ``cp`` uses) where the system allows it, else through a ``COPY_CHUNK``
+    buffer. ``stop``: checked between chunks (a background copy that is no longer wanted)."""
     offset = begin
     while offset < end:
+        if stop is not None and stop.is_set():
+            return
         count = min(COPY_CHUNK, end - offset)
         try:
-            done = os.copy_file_range(source, target, count, offset)
+            done = os.copy_file_range(source, target, count, offset, at + offset - begin)
         except (AttributeError, OSError):  # not Linux, or a file system without it
             chunk = os.pread(source, count, offset)
-            _write_all(target, memoryview(chunk))
+            _write_all(target, memoryview(chunk), at + offset - begin)
             done = len(chunk)
         if done == 0:
             raise InputError(f"weights file '{name}' is truncated (it ends inside a tensor)")
         offset += done
 
 
-def _write_shard(checkpoint: Checkpoint, file: str, replaced: dict[str, torch.Tensor], out: Path) -> int:
-    """Write ``file`` with the tensors of ``replaced`` swapped in; returns the bytes of its tensors."""
-    names = checkpoint.names_in(file)
-    header: dict[str, object] = {}
-    if checkpoint.metadata[file]:
-        header["__metadata__"] = checkpoint.metadata[file]
-    offset = 0
-    for name in names:
-        entry = checkpoint.entries[name]
-        if name in replaced:
-            size = replaced[name].numel() * replaced[name].element_size()
-            shape = list(replaced[name].shape)
-        else:
-            size, shape = entry.end - entry.begin, list(entry.shape)
-        header[name] = {"dtype": entry.dtype, "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)  # the first tensor byte 8-aligned, as safetensors writes it
-    with open(checkpoint.root / file, "rb") as source, open(out / file, "wb", buffering=0) as target:
-        _write_all(target.fileno(), memoryview(struct.pack("<Q", len(text)) + text))
-        for name in names:
-            if name in replaced:
-                _write_all(target.fileno(), _tensor_bytes(replaced[name]))
-            else:
-                entry = checkpoint.entries[name]
-                _copy_range(source.fileno(), target.fileno(), entry.begin, entry.end, str(checkpoint.root / file))
-    return offset
+@dataclass(frozen=True)
+class FilePlan:
+    """One output weight file: ``rewrite`` False: the source file as it is; else ``header`` (length prefix and
+    JSON, as written) and each tensor's byte range in the new file (``offsets``: name -> (begin, end))."""
+
+    file: str
+    rewrite: bool
+    header: bytes = b""
+    offsets: tuple[tuple[str, int, int], ...] = ()
 
 
-def write_checkpoint(checkpoint: Checkpoint, out: str | Path, replaced: dict[str, torch.Tensor]) -> dict:
-    """Write ``checkpoint`` into the directory ``out`` with the tensors of ``replaced`` (names of the checkpoint;
-    any shape, cast to the dtype the source stores them in): every other tensor bit-identical, shards that hold
-    no replaced tensor copied as files, the same file names, and an index when the source has one. Returns
-    ``{"copied": [files], "rewritten": [files]}``."""
-    out = Path(out)
-    unknown = sorted(set(replaced) - set(checkpoint.entries))
+@dataclass(frozen=True)
+class Plan:
+    """Where every byte of the output goes, given the names and shapes of the replaced tensors."""
+
+    files: tuple[FilePlan, ...]
+    replaced: tuple[tuple[str, tuple[int, ...]], ...]
+    total_size: int
+
+
+def plan_checkpoint(checkpoint: Checkpoint, shapes: dict[str, tuple[int, ...]]) -> Plan:
+    """The output layout when the tensors ``shapes`` (checkpoint names -> new shape, stored in the source's
+    dtype) are replaced: the same files and tensor order, new headers and offsets in the files they are in."""
+    unknown = sorted(set(shapes) - set(checkpoint.entries))
     if unknown:
         raise ValueError(f"tensors {unknown[:5]} are not in the checkpoint '{checkpoint.root}'")
-    replaced = {name: tensor.to(DTYPES[checkpoint.entries[name].dtype]) for name, tensor in replaced.items()}
-    copied, rewritten, total = [], [], 0
+    files, total = [], 0
     for file in checkpoint.files:
-        if any(checkpoint.entries[n].file == file for n in replaced):
-            total += _write_shard(checkpoint, file, replaced, out)
-            rewritten.append(file)
-        else:
-            shutil.copyfile(checkpoint.root / file, out / file)
-            total += sum(e.end - e.begin for e in checkpoint.entries.values() if e.file == file)
-            copied.append(file)
+        names = checkpoint.names_in(file)
+        if not any(n in shapes for n in names):
+            files.append(FilePlan(file, rewrite=False))
+            total += sum(checkpoint.entries[n].end - checkpoint.entries[n].begin for n in names)
+            continue
+        header: dict[str, object] = {}
+        if checkpoint.metadata[file]:
+            header["__metadata__"] = checkpoint.metadata[file]
+        offset, ranges = 0, []
+        for name in names:
+            entry = checkpoint.entries[name]
+            if name in shapes:
+                shape = [int(x) for x in shapes[name]]
+                size = math.prod(shape) * DTYPES[entry.dtype].itemsize
+            else:
+                size, shape = entry.end - entry.begin, list(entry.shape)
+            header[name] = {"dtype": entry.dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+            ranges.append((name, offset, offset + size))
+            offset += size
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += b" " * (-len(text) % 8)  # the first tensor byte 8-aligned, as safetensors writes it
+        text = struct.pack("<Q", len(text)) + text
+        files.append(FilePlan(file, True, text, tuple((n, b + len(text), e + len(text)) for n, b, e in ranges)))
+        total += offset
+    return Plan(tuple(files), tuple(sorted((n, tuple(int(x) for x in s)) for n, s in shapes.items())), total)
+
+
+def copy_unchanged(checkpoint: Checkpoint, plan: Plan, out: str | Path, stop: threading.Event | None = None) -> None:
+    """Write into ``out`` every byte of the output that does not depend on the replaced tensors' values: the
+    unchanged files whole, and in the rewritten ones the header and every other tensor at its planned offset
+    (the replaced tensors' ranges stay holes until ``write_replaced``)."""
+    out = Path(out)
+    replaced = dict(plan.replaced)
+    for file_plan in plan.files:
+        if stop is not None and stop.is_set():
+            return
+        source_path = checkpoint.root / file_plan.file
+        with open(source_path, "rb") as source, open(out / file_plan.file, "wb", buffering=0) as target:
+            if not file_plan.rewrite:
+                _copy_range(source.fileno(), target.fileno(), 0, os.fstat(source.fileno()).st_size, 0,
+                            str(source_path), stop)
+                continue
+            _write_all(target.fileno(), memoryview(file_plan.header), 0)
+            for name, begin, _ in file_plan.offsets:
+                if name not in replaced:
+                    entry = checkpoint.entries[name]
+                    _copy_range(source.fileno(), target.fileno(), entry.begin, entry.end, begin, str(source_path),
+                                stop)
+
+
+def write_replaced(checkpoint: Checkpoint, plan: Plan, out: str | Path, replaced: dict[str, torch.Tensor]) -> None:
+    """The replaced tensors (exactly the plan's names and shapes), cast to the source's dtype, written at their
+    planned offsets into the files ``copy_unchanged`` wrote."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in replaced.items()}
+    if shapes != dict(plan.replaced):
+        raise ValueError("the replaced tensors are not those the output was planned for")
+    for file_plan in plan.files:
+        targets = [(n, b) for n, b, _ in file_plan.offsets if n in replaced]
+        if targets:
+            with open(Path(out) / file_plan.file, "r+b", buffering=0) as target:
+                for name, begin in targets:
+                    tensor = replaced[name].to(DTYPES[checkpoint.entries[name].dtype])
+                    _write_all(target.fileno(), _tensor_bytes(tensor), begin)
+
+
+def write_index(checkpoint: Checkpoint, plan: Plan, out: str | Path) -> None:
+    """``model.safetensors.index.json`` of the output, when the source has one."""
     if checkpoint.sharded:
         weight_map = {name: checkpoint.entries[name].file for name in sorted(checkpoint.entries)}
-        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (out / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return {"copied": copied, "rewritten": rewritten}
+        index = {"metadata": {"total_size": plan.total_size}, "weight_map": weight_map}
+        (Path(out) / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def write_checkpoint(checkpoint: Checkpoint, out: str | Path, replaced: dict[str, torch.Tensor],
+                     copied: Plan | None = None) -> dict:
+    """Write ``checkpoint`` into the directory ``out`` with the tensors of ``replaced`` (names of the checkpoint;
+    any shape, cast to the dtype the source stores them in): every other tensor bit-identical, shards that hold
+    no replaced tensor copied as files, the same file names, and an index when the source has one. ``copied``:
+    the plan a ``copy_unchanged`` into ``out`` already carried out (used when it is this one, else redone).
+    Returns ``{"copied": [files], "rewritten": [files]}``."""
+    plan = plan_checkpoint(checkpoint, {name: tuple(t.shape) for name, t in replaced.items()})
+    if copied != plan:
+        copy_unchanged(checkpoint, plan, out)
+    write_replaced(checkpoint, plan, out, replaced)
+    write_index(checkpoint, plan, out)
+    return {"copied": [f.file for f in plan.files if not f.rewrite],
+            "rewritten": [f.file for f in plan.files if f.rewrite]}

@@ -103,8 +103,8 @@ def random_init(source_matrices: list[torch.Tensor], n_target: int, std: float, 
 
 def mean_init(source_matrices: list[torch.Tensor], n_target: int, overlap=None) -> MethodResult:
     """Every row the per-dimension mean of the source rows."""
-    return _baseline(source_matrices, n_target,
-                     lambda s: source_statistics(s)[0].expand(n_target, -1).clone(), overlap)
+    # The mean alone: the standard deviation of source_statistics is 20x the time of the mean on a big matrix.
+    return _baseline(source_matrices, n_target, lambda s: s.float().mean(dim=0).expand(n_target, -1).clone(), overlap)
 
 
 def gaussian_init(source_matrices: list[torch.Tensor], n_target: int, seed: int = 0, overlap=None) -> MethodResult:

@@ -7,7 +7,10 @@ the output embeddings (weight and bias: an untied head, an MLM head bias) and a 
 embedding -- and puts them in. ``run.transfer_with`` and ``surgery.py`` then work on that model unchanged (they
 touch nothing else), and ``StreamedSource.save`` writes every materialized tensor in place of the source's and
 copies every other tensor byte for byte (``io/safetensors_stream.py``): the same tensors, names, dtypes and shard
-files as the source, and the config and generation config as ``save_pretrained`` writes them.
+files as the source, and the config and generation config as ``save_pretrained`` writes them. The copying does not
+wait for the transfer: ``StreamedSource.prefetch`` starts it in a background thread as soon as the output's
+vocabulary size is known, so the method's compute runs while the kernel copies the body (``save`` then writes only
+the new matrices into the places left for them).
 
 The whole model is loaded instead (``InMemorySource``: ``load_model`` + ``save_pretrained``), and a line says
 why, when the streamed path cannot give the same output: ``--in-memory``; ``--calibrate``, which needs forward
@@ -17,13 +20,16 @@ passes through the body; a checkpoint that is not safetensors; and one whose ten
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from langadapt.io.models import is_masked_lm_config, load_config, load_model, looks_local, resolve
-from langadapt.io.safetensors_stream import Checkpoint, find_checkpoint, read_tensors, write_checkpoint
+from langadapt.io.safetensors_stream import (Checkpoint, copy_unchanged, find_checkpoint, plan_checkpoint,
+                                             read_tensors, write_checkpoint)
 from langadapt.progress import info
 from langadapt.transfer.surgery import _padding_position_embeddings
 
@@ -52,6 +58,9 @@ class InMemorySource:
     def save(self, out: Path) -> None:
         self.model.save_pretrained(out)
 
+    def prefetch(self, out: Path, vocab_size: int):
+        return contextlib.nullcontext()
+
 
 class StreamedSource:
     """A model on the meta device whose transferred modules are real, and the checkpoint it came from.
@@ -61,6 +70,45 @@ class StreamedSource:
 
     def __init__(self, model, checkpoint: Checkpoint, keys: dict[str, str]):
         self.model, self.checkpoint, self.keys = model, checkpoint, keys
+        self._copy = None  # (out, plan, thread, errors) of a prefetch
+
+    def planned_shapes(self, vocab_size: int) -> dict[str, tuple[int, ...]]:
+        """Checkpoint name -> shape of every tensor the transfer will write, for a new vocabulary of
+        ``vocab_size``: those read in, the token embeddings' and head's with ``vocab_size`` rows."""
+        vocab = {id(p) for m in (self.model.get_input_embeddings(), self.model.get_output_embeddings())
+                 if m is not None for p in m.parameters(recurse=False)}
+        shapes = {}
+        for name, tensor in _persistent_tensors(self.model).items():
+            if tensor.device.type != "meta" and name in self.keys:
+                shape = tuple(tensor.shape)
+                shapes[self.keys[name]] = (vocab_size, *shape[1:]) if id(tensor) in vocab else shape
+        return shapes
+
+    @contextlib.contextmanager
+    def prefetch(self, out: Path, vocab_size: int):
+        """While the block runs, a background thread copies into ``out`` every byte of the output that does not
+        depend on the transfer (``copy_unchanged``), so the compute hides behind the copy; ``save`` waits for it
+        (and redoes it if the tensors written are not the planned ones). An error in the block stops the copy
+        before it goes on (``out`` is about to be removed)."""
+        plan = plan_checkpoint(self.checkpoint, self.planned_shapes(vocab_size))
+        stop, errors = threading.Event(), []
+
+        def work():
+            try:
+                copy_unchanged(self.checkpoint, plan, out, stop)
+            except BaseException as error:  # handed to save()
+                errors.append(error)
+
+        thread = threading.Thread(target=work, name="langadapt-copy", daemon=True)
+        thread.start()
+        self._copy = (Path(out), plan, thread, errors)
+        try:
+            yield
+        except BaseException:
+            stop.set()
+            thread.join()
+            self._copy = None
+            raise
 
     def replaced(self) -> dict[str, torch.Tensor]:
         """Checkpoint name -> tensor, for every tensor of the model that is no longer on the meta device."""
@@ -92,7 +140,14 @@ class StreamedSource:
         model.config.save_pretrained(out)
         if model.can_generate():
             model.generation_config.save_pretrained(out)
-        done = write_checkpoint(self.checkpoint, out, replaced)
+        copied = None
+        if self._copy is not None and self._copy[0] == Path(out):
+            _, copied, thread, errors = self._copy
+            thread.join()
+            self._copy = None
+            if errors:
+                raise errors[0]
+        done = write_checkpoint(self.checkpoint, out, replaced, copied=copied)
         info(f"streamed: {len(replaced)} tensors written, {len(done['copied'])} of {len(self.checkpoint.files)} "
              "weight files copied unchanged")
 

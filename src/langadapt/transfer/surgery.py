@@ -1,8 +1,11 @@
 """Model surgery: the matrices a transfer replaces, and putting the new ones in.
 
 The matrices are the input embeddings, the untied output embeddings and the MLM head bias
-(``cls.predictions.bias``, ``lm_head.bias``). ``swap_matrices`` resizes the model to the new vocabulary
-and overwrites every row (no row of the old vocabulary survives at a new id; tied models stay tied);
+(``cls.predictions.bias``, ``lm_head.bias``). ``release_matrices`` frees them once ``source_matrices`` has copied
+their rows out; ``swap_matrices`` puts the new matrices in, cast to the model's dtype, as the parameters' data (the
+same parameters and modules, so tied models stay tied): what ``resize_token_embeddings`` followed by overwriting
+every row gives, without the resized, initialized copy it makes (one more matrix in memory at the peak, the peak of
+a big streamed transfer). Architectures with their own resizing code get transformers' resize instead.
 ``set_special_token_ids`` points the config and generation config at the new tokenizer's special tokens;
 ``realign_padding_positions`` keeps RoBERTa-style position rows where they belong when the pad id moves.
 """
@@ -10,6 +13,7 @@ and overwrites every row (no row of the old vocabulary survives at a new id; tie
 from __future__ import annotations
 
 import torch
+from transformers import PreTrainedModel
 
 from langadapt.errors import ConfigError, InputError
 
@@ -116,22 +120,82 @@ def realign_padding_positions(model, new_pad: int | None) -> dict:
             "usable_positions_before": n - old_pad - 1}
 
 
+# PreTrainedModel's resizing, which _place reproduces; a class overriding any of these resizes its own way.
+RESIZE_METHODS = ("resize_token_embeddings", "_resize_token_embeddings", "_get_resized_embeddings",
+                  "_get_resized_lm_head", "tie_weights", "_adjust_bias")
+
+
+def _transferred_parameters(model) -> list[torch.nn.Parameter]:
+    """The parameters ``source_matrices`` reads (tied ones once)."""
+    params = [model.get_input_embeddings().weight]
+    output = model.get_output_embeddings()
+    bias = head_bias(model)
+    for param in ([output.weight] if output is not None else []) + ([bias] if bias is not None else []):
+        if all(param is not p for p in params):
+            params.append(param)
+    return params
+
+
 @torch.no_grad()
-def swap_matrices(model, names: list[str], matrices: list[torch.Tensor]) -> None:
-    """Resize the model to the new vocabulary and overwrite every row of every transferred matrix."""
-    tied = is_tied(model)
+def release_matrices(model) -> None:
+    """Free the transferred matrices (0 rows left; the same parameters and dtype, so ties and dtype survive):
+    call it after ``source_matrices``, when the model is not needed if the transfer fails. ``is_tied`` cannot
+    tell a released model's ties (its empty tensors share no storage): ask it before."""
+    for param in _transferred_parameters(model):
+        param.data = param.data.new_empty((0, *param.shape[1:]))
+
+
+def _resizes_its_own_way(model) -> bool:
+    output = model.get_output_embeddings()
+    return any(getattr(type(model), name) is not getattr(PreTrainedModel, name) for name in RESIZE_METHODS) \
+        or not isinstance(model.get_input_embeddings(), torch.nn.Embedding) \
+        or output is not None and not isinstance(output, (torch.nn.Linear, torch.nn.Embedding))
+
+
+def _place(model, targets: list[torch.nn.Parameter], matrices: list[torch.Tensor]) -> None:
+    """What ``resize_token_embeddings(n)`` + overwriting every row does to the parameters, modules and config,
+    with each new matrix as its parameter's data directly."""
+    n = matrices[0].shape[0]
+    dtype = targets[0].dtype
+    for param, matrix in zip(targets, matrices):
+        param.data = matrix.to(dtype).contiguous()  # the one copy of it in the model's dtype
+    inputs = model.get_input_embeddings()
+    inputs.num_embeddings = n
+    if inputs.padding_idx is not None and inputs.padding_idx > n - 1:
+        inputs.padding_idx = None
+    output = model.get_output_embeddings()
+    if isinstance(output, torch.nn.Linear):
+        output.out_features = n
+    elif isinstance(output, torch.nn.Embedding):
+        output.num_embeddings = n
+    # The resize hands its modules to the setters, which some models use to alias more (BERT: the head bias).
+    model.set_input_embeddings(inputs)
+    if output is not None:
+        model.set_output_embeddings(output)
+    model.config.get_text_config().vocab_size = n
+    model.vocab_size = n
+
+
+@torch.no_grad()
+def swap_matrices(model, names: list[str], matrices: list[torch.Tensor], tied: bool | None = None) -> None:
+    """Give the model the new vocabulary: every row of every transferred matrix is the new one (cast to the
+    model's dtype). ``tied``: whether the source was tied (required after ``release_matrices``)."""
+    tied = is_tied(model) if tied is None else tied
     dtype = model.get_input_embeddings().weight.dtype
-    model.resize_token_embeddings(matrices[0].shape[0], mean_resizing=False)
+    matrices = [m.squeeze(1) if name == "head_bias" else m for name, m in zip(names, matrices)]
+    own_way = _resizes_its_own_way(model)
+    if own_way:
+        model.resize_token_embeddings(matrices[0].shape[0], mean_resizing=False)
+    else:  # what the resize ends with: ties by the config (e.g. BERT's head bias to the decoder's, even untied)
+        model.tie_weights()
+    targets = {"input_embeddings": model.get_input_embeddings().weight, "head_bias": head_bias(model),
+               "output_embeddings": getattr(model.get_output_embeddings(), "weight", None)}
+    if own_way:
+        for name, matrix in zip(names, matrices):
+            targets[name].copy_(matrix.to(dtype))
+    else:
+        _place(model, [targets[name] for name in names], matrices)
     model.config.vocab_size = matrices[0].shape[0]
-    for name, matrix in zip(names, matrices):
-        if name == "input_embeddings":
-            target = model.get_input_embeddings().weight
-        elif name == "output_embeddings":
-            target = model.get_output_embeddings().weight
-        else:
-            target = head_bias(model)
-            matrix = matrix.squeeze(1)
-        target.copy_(matrix.to(target.dtype))
     if tied and not is_tied(model):
         model.tie_weights()
     assert model.get_input_embeddings().weight.dtype == dtype

@@ -118,6 +118,44 @@ def find_checkpoint(root: str | Path) -> Checkpoint | None:
     return Checkpoint(root, files, entries, metadata, sharded)
 
 
+def persistent_tensors(model) -> dict[str, torch.Tensor]:
+    """Every parameter and persistent buffer, tied ones under each of their names (as ``state_dict``)."""
+    return dict(model.state_dict(keep_vars=True))
+
+
+def checkpoint_keys(model) -> dict[str, str] | None:
+    """Name of every parameter and persistent buffer (tied ones under each of their names) -> the name
+    ``save_pretrained`` stores it under; None when saving is not a pure renaming (tensors merged or split)."""
+    from transformers.core_model_loading import revert_weight_conversion
+    from transformers.modeling_utils import remove_tied_weights_from_state_dict
+
+    state = persistent_tensors(model)
+    for ignore in model._keys_to_ignore_on_save or ():
+        state.pop(ignore, None)
+    kept = remove_tied_weights_from_state_dict(dict(state), model)
+    saved = revert_weight_conversion(model, dict(kept))
+    by_id = {id(tensor): name for name, tensor in saved.items()}
+    if len(by_id) != len(saved) or len(saved) != len(kept) or any(id(t) not in by_id for t in kept.values()):
+        return None
+    key_of = {id(model.get_parameter_or_buffer(name)): by_id[id(tensor)] for name, tensor in kept.items()}
+    return {name: key_of[id(model.get_parameter_or_buffer(name))] for name in state
+            if id(model.get_parameter_or_buffer(name)) in key_of}
+
+
+def matching_keys(model, checkpoint: Checkpoint) -> dict[str, str] | str:
+    """``checkpoint_keys(model)`` when ``checkpoint`` holds exactly the tensors ``save_pretrained`` writes for
+    ``model`` (names and shapes), else a string that says why not."""
+    keys = checkpoint_keys(model)
+    if keys is None:
+        return "its architecture merges or splits tensors on save"
+    expected = {keys[n]: tuple(t.shape) for n, t in persistent_tensors(model).items() if n in keys}
+    stored = {name: entry.shape for name, entry in checkpoint.entries.items()}
+    if stored != expected:
+        different = sorted(set(stored) ^ set(expected)) or sorted(n for n in stored if stored[n] != expected[n])
+        return f"its tensors are not those save_pretrained writes for {type(model).__name__} (e.g. {different[0]})"
+    return keys
+
+
 def read_tensors(checkpoint: Checkpoint, names) -> dict[str, torch.Tensor]:
     """The tensors ``names`` (in their stored dtype), read with ``safe_open``, one file open at a time."""
     from safetensors import safe_open

@@ -18,6 +18,7 @@ from langadapt.config import to_yaml
 from langadapt.data.mixture import MappedSplit, clone_language, save_clone_maps
 from langadapt.errors import ConfigError, StoreError
 from langadapt.io.models import check_vocab_fits, load_config, load_model, load_tokenizer
+from langadapt.io.safetensors_stream import Checkpoint, find_checkpoint, matching_keys
 from langadapt.progress import info, warn
 from langadapt.train import rundir
 from langadapt.train.checkpoint import list_checkpoints, load_checkpoint_state
@@ -29,7 +30,7 @@ from langadapt.train.lora import apply_lora
 from langadapt.train.metrics import MetricsLog
 from langadapt.train.phases import Phase, build_phases
 from langadapt.train.precision import grad_scaler, make_accelerator, weight_dtype
-from langadapt.train.sharding import fill_from_rank0, shard_model
+from langadapt.train.sharding import fill_from_files, fill_from_rank0, shard_model
 
 
 @dataclass
@@ -91,10 +92,27 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
 
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, role="tokenizer" if cfg.tokenizer else "model")
     sharded = t.fsdp and world > 1
-    # FSDP: only rank 0 reads the weights; the others build the model on the meta device and get their shards
-    model = load_training_model(cfg, str(checkpoint_path) if checkpoint_path else
-                                (None if cfg.model_config is not None else cfg.model), t.precision,
-                                empty=sharded and not main and not t.language_embeddings)  # (grows a table)
+    source = str(checkpoint_path) if checkpoint_path else (None if cfg.model_config is not None else cfg.model)
+    # FSDP: every process builds the model on the meta device and reads only its own shards from the safetensors
+    # files; where it cannot (a Hub id, a tied head, a table grown for languages or clones), rank 0 reads the
+    # weights and the others get their shards from it
+    files = own_shard_files(source) if sharded and not t.language_embeddings and cfg.data.clones is None else None
+    model = load_training_model(cfg, source, t.precision,
+                                empty=sharded and (files is not None or not main) and not t.language_embeddings)
+    shard_keys = None
+    if files is not None:
+        on_meta = any(p.device.type == "meta" for p in model.parameters())
+        found = matching_keys(model, files) if on_meta else "its head is tied"
+        if isinstance(found, str):
+            if main:
+                info(f"FSDP: rank 0 reads the weights and sends each process its shards (not read per process: "
+                     f"{found})")
+            if on_meta and main:
+                model = load_training_model(cfg, source, t.precision)
+        else:
+            shard_keys = found
+            if main:
+                info("FSDP: every process reads only its own shards from the safetensors files")
     vocab_rows = model.get_input_embeddings().weight.shape[0]
     check_vocab_fits(len(tokenizer), vocab_rows, cfg.model, cfg.tokenizer or cfg.model)
     if t.objective == "mlm" and tokenizer.mask_token_id is None:
@@ -140,7 +158,10 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
         if main else None
 
     scaler = grad_scaler(t.precision, accelerator.device)
-    if sharded:
+    if sharded and shard_keys is not None:
+        shard_model(model, accelerator.device, t.fsdp_options)
+        fill_from_files(model, files, shard_keys, accelerator.device)
+    elif sharded:
         full_state = model.to(accelerator.device).state_dict() if main else {}
         shard_model(model, accelerator.device, t.fsdp_options)
         fill_from_rank0(model, full_state, accelerator.device)
@@ -189,6 +210,14 @@ def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str,
         return cls.from_config(config, dtype=dtype)  # built in its dtype: no fp32 copy at the peak
     model = load_model(source, kind=kind, dtype=dtype, attn_implementation=cfg.train.attention)
     return model.to(dtype)
+
+
+def own_shard_files(source: str | None) -> Checkpoint | None:
+    """The safetensors checkpoint of a local model directory, from which each FSDP process can read its own
+    shards (None: a Hub id, a model built from a config, or weights in another format)."""
+    if source is None or not Path(source).is_dir():
+        return None
+    return find_checkpoint(source)
 
 
 def empty_model(cfg: TrainRunConfig, source: str | None, dtype, kind: str):

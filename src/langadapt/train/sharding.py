@@ -43,19 +43,60 @@ def shard_model(model, device: torch.device, options=None) -> None:
     fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward, offload_policy=offload)
 
 
+def _storage_for_shards(model, device: torch.device) -> None:
+    """Real storage for the local shards of a model whose parameters are on the meta device; buffers (built
+    real) are kept as they were built."""
+    buffers = dict(model.named_buffers())
+    if any(p.device.type == "meta" for p in model.parameters()):
+        model.to_empty(device=device)
+        for name, buffer in buffers.items():
+            owner, _, leaf = name.rpartition(".")
+            model.get_submodule(owner)._buffers[leaf] = buffer.to(device)
+
+
 def fill_from_rank0(model, full_state: dict, device: torch.device) -> None:
     """Give every process its shards of rank 0's ``full_state`` (the other ranks pass ``{}``: their sharded
     parameters are still on the meta device). Buffers are not sharded and are kept as they were built."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-    buffers = dict(model.named_buffers())
-    if any(p.device.type == "meta" for p in model.parameters()):
-        model.to_empty(device=device)  # storage for the local shards, filled below
-        for name, buffer in buffers.items():
-            owner, _, leaf = name.rpartition(".")
-            model.get_submodule(owner)._buffers[leaf] = buffer.to(device)
+    _storage_for_shards(model, device)
     set_model_state_dict(model, full_state, options=StateDictOptions(full_state_dict=True,
                                                                      broadcast_from_rank0=True))
+
+
+def local_index(param) -> tuple[slice, ...]:
+    """The part of the full tensor that this process holds of ``param`` (a DTensor shard; a plain tensor: all)."""
+    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    if not isinstance(param, DTensor):
+        return tuple(slice(0, n) for n in param.shape)
+    shape, offset = compute_local_shape_and_global_offset(param.shape, param.device_mesh, param.placements)
+    return tuple(slice(o, o + n) for o, n in zip(offset, shape))
+
+
+def fill_from_files(model, checkpoint, keys: dict[str, str], device: torch.device) -> None:
+    """Every process reads only its own rows of each sharded parameter from the safetensors files (``keys``:
+    parameter / buffer name -> checkpoint name, from ``io.safetensors_stream.matching_keys``), so no process
+    ever holds the full model. Persistent buffers stored in the checkpoint are read whole."""
+    from safetensors import safe_open
+    from torch.distributed.tensor import DTensor
+
+    _storage_for_shards(model, device)
+    tensors = dict(model.named_parameters())
+    tensors.update((n, b) for n, b in model.named_buffers() if n in keys)
+    by_file: dict[str, list[str]] = {}
+    for name in tensors:
+        by_file.setdefault(checkpoint.entries[keys[name]].file, []).append(name)
+    with torch.no_grad():
+        for file, names in by_file.items():
+            with safe_open(str(checkpoint.root / file), framework="pt") as f:
+                for name in names:
+                    tensor = tensors[name]
+                    local = tensor.to_local() if isinstance(tensor, DTensor) else tensor
+                    if local.numel():
+                        part = f.get_slice(keys[name])[local_index(tensor)]
+                        local.copy_(part.to(device=local.device, dtype=local.dtype))
 
 
 def check_hybrid(hybrid: int, world: int) -> None:

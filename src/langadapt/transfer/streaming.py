@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from langadapt.io.models import is_masked_lm_config, load_config, load_model, looks_local, resolve
-from langadapt.io.safetensors_stream import (Checkpoint, copy_unchanged, find_checkpoint, plan_checkpoint,
-                                             read_tensors, write_checkpoint)
+from langadapt.io.safetensors_stream import (Checkpoint, copy_unchanged, find_checkpoint,
+                                             matching_keys, persistent_tensors, plan_checkpoint, read_tensors,
+                                             write_checkpoint)
 from langadapt.progress import info
 from langadapt.transfer.surgery import _padding_position_embeddings
 
@@ -78,7 +79,7 @@ class StreamedSource:
         vocab = {id(p) for m in (self.model.get_input_embeddings(), self.model.get_output_embeddings())
                  if m is not None for p in m.parameters(recurse=False)}
         shapes = {}
-        for name, tensor in _persistent_tensors(self.model).items():
+        for name, tensor in persistent_tensors(self.model).items():
             if tensor.device.type != "meta" and name in self.keys:
                 shape = tuple(tensor.shape)
                 shapes[self.keys[name]] = (vocab_size, *shape[1:]) if id(tensor) in vocab else shape
@@ -113,7 +114,7 @@ class StreamedSource:
     def replaced(self) -> dict[str, torch.Tensor]:
         """Checkpoint name -> tensor, for every tensor of the model that is no longer on the meta device."""
         out: dict[str, torch.Tensor] = {}
-        for name, tensor in _persistent_tensors(self.model).items():
+        for name, tensor in persistent_tensors(self.model).items():
             key = self.keys.get(name)
             if tensor.device.type == "meta" or key is None:
                 continue
@@ -124,7 +125,7 @@ class StreamedSource:
 
     def check_untouched(self) -> None:
         """Every tensor left on the meta device is copied from the source: its shape must still be the source's."""
-        for name, tensor in _persistent_tensors(self.model).items():
+        for name, tensor in persistent_tensors(self.model).items():
             key = self.keys.get(name)
             if tensor.device.type == "meta" and key is not None \
                     and tuple(tensor.shape) != self.checkpoint.entries[key].shape:
@@ -150,30 +151,6 @@ class StreamedSource:
         done = write_checkpoint(self.checkpoint, out, replaced, copied=copied)
         info(f"streamed: {len(replaced)} tensors written, {len(done['copied'])} of {len(self.checkpoint.files)} "
              "weight files copied unchanged")
-
-
-def _persistent_tensors(model) -> dict[str, torch.Tensor]:
-    """Every parameter and persistent buffer, tied ones under each of their names (as ``state_dict``)."""
-    return dict(model.state_dict(keep_vars=True))
-
-
-def checkpoint_keys(model) -> dict[str, str] | None:
-    """Name of every parameter and persistent buffer (tied ones under each of their names) -> the name
-    ``save_pretrained`` stores it under; None when saving is not a pure renaming (tensors merged or split)."""
-    from transformers.core_model_loading import revert_weight_conversion
-    from transformers.modeling_utils import remove_tied_weights_from_state_dict
-
-    state = _persistent_tensors(model)
-    for ignore in model._keys_to_ignore_on_save or ():
-        state.pop(ignore, None)
-    kept = remove_tied_weights_from_state_dict(dict(state), model)
-    saved = revert_weight_conversion(model, dict(kept))
-    by_id = {id(tensor): name for name, tensor in saved.items()}
-    if len(by_id) != len(saved) or len(saved) != len(kept) or any(id(t) not in by_id for t in kept.values()):
-        return None
-    key_of = {id(model.get_parameter_or_buffer(name)): by_id[id(tensor)] for name, tensor in kept.items()}
-    return {name: key_of[id(model.get_parameter_or_buffer(name))] for name in state
-            if id(model.get_parameter_or_buffer(name)) in key_of}
 
 
 def _snapshot(name: str) -> Path | None:
@@ -211,14 +188,9 @@ def streamed_model(root: Path, checkpoint: Checkpoint):
     cls = AutoModelForMaskedLM if is_masked_lm_config(config) else AutoModelForCausalLM
     with torch.device("meta"):
         model = cls.from_config(config)
-    keys = checkpoint_keys(model)
-    if keys is None:
-        return "its architecture merges or splits tensors on save"
-    expected = {keys[n]: tuple(t.shape) for n, t in _persistent_tensors(model).items() if n in keys}
-    stored = {name: entry.shape for name, entry in checkpoint.entries.items()}
-    if stored != expected:
-        different = sorted(set(stored) ^ set(expected)) or sorted(n for n in stored if stored[n] != expected[n])
-        return f"its tensors are not those save_pretrained writes for {type(model).__name__} (e.g. {different[0]})"
+    keys = matching_keys(model, checkpoint)
+    if isinstance(keys, str):
+        return keys
     modules = [model.get_input_embeddings(), model.get_output_embeddings()]
     positions = _padding_position_embeddings(model)
     if positions is not None:

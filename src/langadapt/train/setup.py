@@ -28,6 +28,7 @@ from langadapt.train.evaluation import frame_ids
 from langadapt.train.lora import apply_lora
 from langadapt.train.metrics import MetricsLog
 from langadapt.train.phases import Phase, build_phases
+from langadapt.train.plateau import PlateauState
 from langadapt.train.precision import grad_scaler, make_accelerator, weight_dtype
 from langadapt.train.sharding import fill_from_rank0, shard_model
 
@@ -40,6 +41,7 @@ class Resume:
     tokens: int
     phase: str  # the phase the saved optimizer state belongs to
     state: dict  # optimizer, per-process loader positions and RNG states, loss scale
+    plateau: PlateauState | None = None  # reduce_on_plateau: best loss, bad evaluations, lr scale
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Run:
     sharded: bool
     resume: Resume | None = None
     last_checkpoint: Path | None = None
+    plateau: PlateauState | None = None  # reduce_on_plateau only; fit updates it at each evaluation
 
     @property
     def world(self) -> int:
@@ -102,6 +105,9 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     loader, val_splits = open_data(cfg, tokenizer, rank, world, vocab_rows)
     if loader.clone_maps:  # clones: V·(1 + num_clones) rows, clone rows as clones.init says
         grow_for_clones(model, loader.clone_maps, loader.required_vocab_size, cfg.data.clones.init, cfg.train.seed)
+    if t.schedule == "reduce_on_plateau" and not val_splits:
+        raise ConfigError("train.schedule reduce_on_plateau needs validation documents (the stores' val split is "
+                          "empty or missing, and no data.val); prepare the stores with --val-docs or set data.val")
     if cfg.eval.enabled and not val_splits:
         warnings.append("no validation documents (the stores' val split is empty or missing, and no data.val): "
                         "nothing is evaluated; prepare the stores with --val-docs or set data.val")
@@ -150,9 +156,12 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     if scaler is not None and resume is not None and resume.state.get("scaler"):
         scaler.load_state_dict(resume.state["scaler"])
     found = list_checkpoints(out / "checkpoints")
+    plateau = None
+    if t.schedule == "reduce_on_plateau":
+        plateau = resume.plateau if resume is not None and resume.plateau is not None else PlateauState()
     return Run(cfg=cfg, accelerator=accelerator, out=out, tokenizer=tokenizer, model=model, loader=loader,
                val_splits=val_splits, phases=phases, fingerprint=print_fp, log=log, scaler=scaler, sharded=sharded,
-               resume=resume, last_checkpoint=found[-1] if found else None)
+               resume=resume, last_checkpoint=found[-1] if found else None, plateau=plateau)
 
 
 def load_resume(path: Path, fingerprint: dict, world: int) -> Resume:
@@ -160,8 +169,9 @@ def load_resume(path: Path, fingerprint: dict, world: int) -> Resume:
     if len(state["loaders"]) != world:
         raise ConfigError(f"checkpoint {path} was written by {len(state['loaders'])} processes, "
                           f"this run has {world}; resume with the same number of processes")
+    saved_plateau = meta["counters"].get("plateau")
     return Resume(path=path, step=meta["step"], tokens=meta["counters"]["tokens"], phase=meta["counters"]["phase"],
-                  state=state)
+                  state=state, plateau=PlateauState.from_dict(saved_plateau) if saved_plateau else None)
 
 
 def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str, empty: bool = False):

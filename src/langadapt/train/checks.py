@@ -26,6 +26,9 @@ def validate(cfg: TrainRunConfig) -> None:
         raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
     if t.schedule == "reduce_on_plateau":
         check_plateau(cfg)
+    if t.language_embeddings and t.objective != "mlm":
+        raise ConfigError("train.language_embeddings needs train.objective mlm: causal LMs have no place for "
+                          "language ids (they go in as token_type_ids or XLM's langs)")
     if not cfg.data.train:
         raise ConfigError("no training data: set data.train to {language: token_store_dir}")
     if cfg.data.mode == "packed" and t.objective == "mlm":

@@ -22,7 +22,8 @@ from langadapt.train import rundir
 from langadapt.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from langadapt.train.checks import validate
 from langadapt.train.config import TrainRunConfig
-from langadapt.train.evaluation import WithLanguage, clm_split_bpb, evaluate, frame_ids  # noqa: F401 (public here)
+from langadapt.train.evaluation import clm_split_bpb, evaluate, frame_ids  # noqa: F401 (public here)
+from langadapt.train.languages import WithLanguage, language_ids, language_input  # noqa: F401 (WithLanguage: public)
 from langadapt.train.lora import merged, set_lora_trainable
 from langadapt.train.objectives import mask_tokens, token_nll_sum
 from langadapt.train.optim import clip_gradients, make_optimizer, set_trainable
@@ -166,8 +167,9 @@ def train_step(run: Run, model, optimizer, phase: Phase, step: int) -> tuple[flo
         inputs = {"input_ids": batch["input_ids"].to(accelerator.device)}
         if cfg.data.mode == "packed":
             inputs["position_ids"] = batch["position_ids"].to(accelerator.device)
-        if t.language_embeddings:
-            inputs["token_type_ids"] = batch["lang_ids"][:, None].expand_as(batch["input_ids"]).to(accelerator.device)
+        if t.language_embeddings:  # each block's language, as the model numbers them (config.lang2id)
+            ids = language_ids(raw, batch["lang_ids"], run.loader.languages)
+            inputs[language_input(raw)] = ids[:, None].expand_as(batch["input_ids"]).to(accelerator.device)
         if shift:
             inputs["use_cache"] = False
         with sync, autocast(t.precision, accelerator.device):

@@ -25,6 +25,7 @@ from langadapt.train.checks import check_batches, check_strategy, self_defeating
 from langadapt.train.clones import grow_for_clones
 from langadapt.train.config import TrainRunConfig
 from langadapt.train.evaluation import frame_ids
+from langadapt.train.languages import add_language_embeddings
 from langadapt.train.lora import apply_lora
 from langadapt.train.metrics import MetricsLog
 from langadapt.train.phases import Phase, build_phases
@@ -111,10 +112,8 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     if cfg.eval.enabled and not val_splits:
         warnings.append("no validation documents (the stores' val split is empty or missing, and no data.val): "
                         "nothing is evaluated; prepare the stores with --val-docs or set data.val")
-    if t.language_embeddings:
-        if t.objective != "mlm":
-            raise ConfigError("train.language_embeddings applies to mlm (token_type_ids)")
-        add_language_embeddings(model, len(loader.languages))
+    if t.language_embeddings:  # one row per language (clones included), lang2id/id2lang in the config
+        add_language_embeddings(model, loader.languages)
     if t.activation_checkpointing:
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     model.config.use_cache = False
@@ -287,22 +286,3 @@ def check_store_tokenizers(cfg: TrainRunConfig, stores: dict, expected: str) -> 
         if not cfg.data.allow_tokenizer_mismatch:
             raise StoreError(message)
         warn(message.split("; ")[0] + " (data.allow_tokenizer_mismatch: true)")
-
-
-def add_language_embeddings(model, n_languages: int) -> None:
-    """Use token_type_ids as language ids: grow the token-type table to ``n_languages`` rows if needed."""
-    table = None
-    for name, module in model.named_modules():
-        if name.endswith("token_type_embeddings"):
-            table, parent_name = module, name
-    if table is None:
-        raise ConfigError(f"train.language_embeddings: {model.config.model_type} has no token-type embeddings")
-    if table.num_embeddings >= n_languages:
-        return
-    grown = torch.nn.Embedding(n_languages, table.embedding_dim, dtype=table.weight.dtype)
-    with torch.no_grad():
-        grown.weight[:table.num_embeddings] = table.weight
-        grown.weight[table.num_embeddings:] = table.weight.mean(0)
-    parent = model.get_submodule(parent_name.rsplit(".", 1)[0])
-    setattr(parent, parent_name.rsplit(".", 1)[1], grown)
-    model.config.type_vocab_size = n_languages

@@ -41,7 +41,8 @@ COMMANDS: list[Command] = [
             "langadapt.tokenizer.train:train_command",
             "Train a BPE / SentencePiece-style BPE / Unigram tokenizer; print its fertility.",
             examples=("--input {text} --out {out} --vocab-size 300 --val-docs 10",
-                      "--input {text} --out {out} --vocab-size 300 --val-docs 10 --like {tokenizer}")),
+                      "--input {text} --out {out} --vocab-size 300 --val-docs 10 --like {tokenizer}",
+                      "--input {text},{text_target} --out {out} --vocab-size 300 --val-docs 10 --alpha 0.5")),
     Command(("tokenizer", "merge"), "langadapt.tokenizer.merge:MergeArgs", "langadapt.tokenizer.merge:merge_command",
             "Merge two tokenizers into one id space (A's ids, then B's new tokens); each part still encodes its "
             "language (data prepare --part).",

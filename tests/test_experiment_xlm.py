@@ -46,6 +46,7 @@ def test_xlm_experiment_end_to_end(tmp_path):
             code, printed, err = run_cli("eval", "bpb", "--model", str(run_dir / "final"), "--input", str(val),
                                          "--lang", lang, "--max-length", "16", "--json")
             assert code == 0, err
+            assert json.loads(printed)["scoring"] == "pll"
             assert json.loads(printed)["bits_per_byte"] == pytest.approx(run["bpb"][lang], rel=1e-6)
     assert (out / "bpb_vs_alpha.png").stat().st_size > 0
     assert "| small | 8 |" in (out / "report.md").read_text() and "α=0.3" in stdout

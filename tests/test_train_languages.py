@@ -104,6 +104,14 @@ def test_a_model_with_languages_keeps_their_rows_and_appends_new_ones():
     assert language_ids(model, torch.tensor([0, 1, 1, 0]), ["fr", "en"]).tolist() == [2, 1, 1, 2]
 
 
+def test_hf_xlm_counts_as_a_masked_lm_unless_causal():
+    from langadapt.io.models import is_masked_lm_config
+
+    config = XLMConfig(architectures=["XLMWithLMHeadModel"])
+    assert is_masked_lm_config(config)
+    assert not is_masked_lm_config(XLMConfig(architectures=["XLMWithLMHeadModel"], causal=True))
+
+
 def test_causal_and_tableless_models_are_refused():
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=1))
@@ -149,6 +157,7 @@ def test_train_and_eval_bpb_feed_each_language_its_id(xlm_setup):
     code, stdout, err = run_cli("eval", "bpb", "--model", str(out / "final"), "--input", str(text), "--lang", "en",
                                 "--json")
     assert code == 0, err
+    assert json.loads(stdout)["scoring"] == "pll"  # HF XLM (XLMWithLMHeadModel) is a masked LM
     got = json.loads(stdout)["bits_per_byte"]
     docs = text.read_text().splitlines()
     as_en = bits_per_byte(WithLanguage(final, 1), tok, docs)["bits_per_byte"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForMaskedLM
 
 from langadapt.train.schedules import Schedule
 from tests.conftest import run_cli
@@ -91,5 +91,15 @@ def test_xlm_recipe_mlm_mixture(tmp_path, byte_bpe_tokenizer):
     out = tmp_path / "xlm_mlm_mixture"
     final = load_file(out / "final" / "model.safetensors")
     assert final["bert.embeddings.token_type_embeddings.weight"].shape[0] == 3  # one row per language
-    last = read_metrics(out)[-1]
+    assert AutoConfig.from_pretrained(out / "final").lang2id == {"de": 0, "fr": 1, "sw": 2}
+    records = read_metrics(out)
+    last = records[-1]
     assert {f"val_mlm_loss/{lang}" for lang in stores} <= set(last)
+    # reduce_on_plateau as written (lr_shrink 0.5, patience 0): after the first evaluation the lr halves exactly
+    # when the mean validation loss did not improve
+    evaluated = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in evaluated] == [2, 4]
+    assert evaluated[0]["val_loss"] == pytest.approx(sum(evaluated[0][f"val_mlm_loss/{k}"] for k in stores) / 3)
+    lr_after = {r["step"]: r["lr"] for r in records if "lr" in r}
+    improved = evaluated[1]["val_loss"] < evaluated[0]["val_loss"] * (1 - 1e-4)
+    assert evaluated[1]["next_lr"] == pytest.approx(lr_after[4] * (1.0 if improved else 0.5))

@@ -41,7 +41,8 @@ COMMANDS: list[Command] = [
             "langadapt.tokenizer.train:train_command",
             "Train a BPE / SentencePiece-style BPE / Unigram tokenizer; print its fertility.",
             examples=("--input {text} --out {out} --vocab-size 300 --val-docs 10",
-                      "--input {text} --out {out} --vocab-size 300 --val-docs 10 --like {tokenizer}")),
+                      "--input {text} --out {out} --vocab-size 300 --val-docs 10 --like {tokenizer}",
+                      "--input {text},{text_target} --out {out} --vocab-size 300 --val-docs 10 --alpha 0.5")),
     Command(("tokenizer", "merge"), "langadapt.tokenizer.merge:MergeArgs", "langadapt.tokenizer.merge:merge_command",
             "Merge two tokenizers into one id space (A's ids, then B's new tokens); each part still encodes its "
             "language (data prepare --part).",
@@ -121,6 +122,12 @@ COMMANDS: list[Command] = [
                       "\"block_size\": 32, \"clones\": {\"num_clones\": 1}}, \"train\": {\"steps\": 2, "
                       "\"micro_batch_size\": 2, \"global_batch_size\": 2}, \"checkpoint\": {\"every\": 2}}' "
                       "--p-clone 0.1 --similarity-text {parallel_a} --similarity-pairs 2 --no-gradients --out {out}")),
+    Command(("experiment", "xlm"), "langadapt.experiments.xlm:XlmArgs", "langadapt.experiments.xlm:xlm_command",
+            "XLM recipe end to end: synthetic languages of different sizes, a shared tokenizer on their α-mixture, "
+            "one MLM with language embeddings per sampling α, PLL bits per byte per language; report.md + plot.",
+            examples=("--out {out} --langs a,b --docs 30,10 --val-docs 2 --alphas 0.5 --vocab-size 300 "
+                      "--hidden-size 16 --layers 1 --heads 2 --steps 2 --batch-size 2 --block-size 16 "
+                      "--eval-every 1 --warmup-steps 0",)),
     Command(("experiment", "word2vec"), "langadapt.experiments.word2vec:Word2VecArgs",
             "langadapt.experiments.word2vec:word2vec_command",
             "gensim word2vec on a language mixed with its clone: token-clone alignment (NN accuracy, cosine) vs "

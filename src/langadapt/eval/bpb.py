@@ -295,7 +295,8 @@ class BpbArgs:
     """Text source (.txt one document per line, .jsonl/.parquet, a folder, or hf://name[:config][/split]).
     Several sources, one per language: comma-separated (a,b) or a list ([a,b])."""
     lang: Union[list[str], str, None] = None
-    """Language name(s) for the result, one per --input (comma-separated). Default: the file names."""
+    """Language name(s) for the result, one per --input (comma-separated). Default: the file names. A model trained
+    with language embeddings (lang2id in its config) scores each input with the id of its --lang."""
     tokenizer: Optional[TokenizerPath] = None
     """Tokenizer directory or Hub id. Default: the one saved with the model."""
     text_field: str = "text"
@@ -415,6 +416,8 @@ def bpb_command(args: BpbArgs) -> int:
         raise InputError(f"--by-position must be >= 1 (tokens per bucket), got {args.by_position}")
     if args.out is not None and Path(args.out).exists() and not args.overwrite:
         raise InputError(f"output '{args.out}' already exists; choose another path or pass --overwrite")
+    from langadapt.train.languages import for_language
+
     id_map = None
     if args.clone is not None:
         from langadapt.data.mixture import clone_language, load_clone_maps
@@ -425,10 +428,11 @@ def bpb_command(args: BpbArgs) -> int:
                 [f"{lang}_clone{args.clone}" for lang in langs]
     texts = {lang: load_texts(src, args.text_field, args.max_docs) for lang, src in zip(langs, sources)}
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.device)
+    scorers = {lang: for_language(model, lang) for lang in texts}  # language embeddings: each text with its id
     results = {}
     for lang, docs in texts.items():
         info(f"scoring {len(docs)} documents of {lang}")
-        results[lang] = bits_per_byte(model, tokenizer, docs, max_length=args.max_length, stride=args.stride,
+        results[lang] = bits_per_byte(scorers[lang], tokenizer, docs, max_length=args.max_length, stride=args.stride,
                                       batch_size=args.batch_size, by_position=args.by_position, id_map=id_map)
     total_nll = sum(r["nll_sum"] for r in results.values())
     total_bytes = sum(r["bytes"] for r in results.values())

@@ -251,7 +251,9 @@ def load_config(name: str | os.PathLike, role: str = "model", **kwargs):
 
 
 def is_masked_lm_config(config) -> bool:
-    """True for encoder-only MLM architectures (BERT, RoBERTa, XLM-R, ...)."""
+    """True for encoder-only MLM architectures (BERT, RoBERTa, XLM-R, HF XLM, ...)."""
+    if getattr(config, "model_type", "") == "xlm":  # XLMWithLMHeadModel is XLM's MLM (causal only with causal: true)
+        return not getattr(config, "causal", False)
     archs = getattr(config, "architectures", None) or []
     if any("MaskedLM" in a for a in archs):
         return True

@@ -3,6 +3,10 @@
 ``--like SOURCE`` trains a tokenizer of the same family as SOURCE (same normalizer, pre-tokenizer,
 decoder and special tokens) and puts every special token at the id it has in SOURCE when that id
 fits in the new vocabulary, so a model's config stays valid after a swap.
+
+Several ``--input`` sources (one per language) train one shared tokenizer; with ``--alpha`` its training
+documents are sampled as XLM samples its BPE text: language i with p_i ∝ n_i^α (n_i its UTF-8 bytes), so a
+low α gives the small languages a larger share of the vocabulary.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
 
 from langadapt.errors import ConfigError, InputError
-from langadapt.options import Count, NonNegativeInt, OutDir, PositiveFloat, SourcePath, TokenizerPath
+from langadapt.options import Count, NonNegativeInt, OutDir, PositiveFloat, Seed, SourcePath, TokenizerPath
 from langadapt.progress import bars_enabled, info, warn
 
 KINDS = ("byte-bpe", "sp-bpe", "unigram")
@@ -25,8 +31,9 @@ BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]
 
 @dataclass
 class TokenizerTrainArgs:
-    input: SourcePath
-    """Training text: a .txt/.jsonl/.json/.parquet file, a folder of them, or hf://name[:config][/split]."""
+    input: Union[list[SourcePath], SourcePath]
+    """Training text: a .txt/.jsonl/.json/.parquet file, a folder of them, or hf://name[:config][/split].
+    Several sources (comma-separated a,b or a list), one per language: one shared tokenizer for all of them."""
     out: OutDir
     """Output directory (loads with AutoTokenizer.from_pretrained)."""
     vocab_size: Count = 32000
@@ -38,7 +45,7 @@ class TokenizerTrainArgs:
     text_field: str = "text"
     """Field holding the text in .jsonl/.json/.parquet/hf:// sources."""
     val_docs: NonNegativeInt = 200
-    """The first N documents are held out from training and used to report fertility."""
+    """The first N documents (of each input) are held out from training and used to report fertility."""
     max_docs: Optional[Count] = None
     """Train on at most this many documents (after the held-out ones)."""
     max_mb: Optional[PositiveFloat] = None
@@ -49,8 +56,28 @@ class TokenizerTrainArgs:
     """Also give the tokenizer this mask token (e.g. <mask>), as masked-LM training (train.objective mlm) needs."""
     special_tokens: Optional[list[str]] = None
     """More special tokens to reserve (e.g. language tags <de> <fr>); each is one token, never split."""
+    alpha: Optional[PositiveFloat] = None
+    """Several inputs: train on documents sampled (with replacement, as many as the inputs hold) from input i with
+    p_i ∝ bytes_i^α — XLM's α-smoothed mixture (1: proportional; 0.3-0.5: small languages more often). Default: every
+    document of every input once. The inputs are read into memory."""
+    seed: Seed = 0
+    """Seed of the --alpha sampling."""
     overwrite: bool = False
     """Replace an existing output directory."""
+
+
+def alpha_mixture(docs: Mapping[str, Sequence[str]], alpha: float, n_docs: int,
+                  seed: int = 0) -> tuple[list[str], dict[str, float]]:
+    """``n_docs`` documents drawn from the sources of ``docs`` with p_i ∝ bytes_i^α (a seeded multinomial over
+    the sources, then documents uniformly with replacement inside each), shuffled; and the probabilities."""
+    from langadapt.data.mixture import smoothed_probabilities
+
+    sizes = {name: sum(len(d.encode("utf-8")) for d in texts) for name, texts in docs.items()}
+    probs = smoothed_probabilities(sizes, alpha)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n_docs, [probs[name] for name in docs])
+    drawn = [docs[name][i] for name, k in zip(docs, counts) if k for i in rng.integers(0, len(docs[name]), k)]
+    return [drawn[i] for i in rng.permutation(len(drawn))], probs
 
 
 def _training_stream(docs: Iterable[str], max_docs: int | None, max_mb: float | None) -> Iterator[str]:
@@ -257,6 +284,29 @@ def _fertility_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def _mixture_stream(sources: list[str], args: TokenizerTrainArgs, stats):
+    """Several inputs -> (training stream, held-out documents, what fertility is measured on, report entries)."""
+    from langadapt.io.sources import iter_documents
+
+    held_out, rest, small = [], {}, False
+    for source in sources:
+        docs = list(iter_documents(source, args.text_field, stats=stats))
+        if not docs:
+            raise InputError(f"input '{source}' holds no documents")
+        held_out += docs[:args.val_docs]
+        small = small or len(docs) <= args.val_docs
+        rest[source] = docs[args.val_docs:] or docs  # smaller than --val-docs: train on all of it
+    note = "held-out (and training: an input is smaller than --val-docs)" if small else "held-out"
+    report = {"inputs": {s: len(d) for s, d in rest.items()}}
+    if args.alpha is None:
+        texts = [d for docs in rest.values() for d in docs]
+    else:
+        texts, probs = alpha_mixture(rest, args.alpha, sum(len(d) for d in rest.values()), args.seed)
+        report["alpha"] = {"alpha": args.alpha, "probabilities": probs}
+        info("tokenizer mixture (alpha {}): {}".format(args.alpha, ", ".join(f"{s} {p:.3f}" for s, p in probs.items())))
+    return _training_stream(iter(texts), args.max_docs, args.max_mb), held_out, note, report
+
+
 def train_command(args: TokenizerTrainArgs) -> int:
     from langadapt.config import save_config
     from langadapt.io.atomic import atomic_dir
@@ -272,19 +322,30 @@ def train_command(args: TokenizerTrainArgs) -> int:
         raise ConfigError(f"--val-docs must be >= 0, got {args.val_docs}")
     if Path(args.out).exists() and not args.overwrite:
         raise InputError(f"output '{args.out}' already exists; choose another path or pass --overwrite")
+    from langadapt.eval.bpb import split_list
+
+    sources = split_list(args.input)
+    if not sources:
+        raise InputError("--input is empty; pass a text source")
+    if args.alpha is not None and len(sources) < 2:
+        raise ConfigError("--alpha samples a mixture of several --input sources (one per language); give two or more")
     like = load_tokenizer(args.like) if args.like else None
     stats = SourceStats()
-    docs = iter_documents(args.input, args.text_field, stats=stats)
-    held_out = list(itertools.islice(docs, args.val_docs))
-    first = next(docs, None)
-    if first is None and not held_out:
-        raise InputError(f"input '{args.input}' holds no documents")
-    fertility_note = "held-out"
-    if first is None:  # a corpus smaller than --val-docs: train on everything, say so
-        fertility_note = "training (the corpus is smaller than --val-docs)"
-        stream = _training_stream(iter(held_out), args.max_docs, args.max_mb)
+    report: dict = {}
+    if len(sources) == 1:
+        docs = iter_documents(sources[0], args.text_field, stats=stats)
+        held_out = list(itertools.islice(docs, args.val_docs))
+        first = next(docs, None)
+        if first is None and not held_out:
+            raise InputError(f"input '{sources[0]}' holds no documents")
+        fertility_note = "held-out"
+        if first is None:  # a corpus smaller than --val-docs: train on everything, say so
+            fertility_note = "training (the corpus is smaller than --val-docs)"
+            stream = _training_stream(iter(held_out), args.max_docs, args.max_mb)
+        else:
+            stream = _training_stream(itertools.chain([first], docs), args.max_docs, args.max_mb)
     else:
-        stream = _training_stream(itertools.chain([first], docs), args.max_docs, args.max_mb)
+        stream, held_out, fertility_note, report = _mixture_stream(sources, args, stats)
     started = time.perf_counter()
     tokenizer = train_tokenizer(stream, kind=args.kind, vocab_size=args.vocab_size, like=like,
                                 min_frequency=args.min_frequency, mask_token=args.mask_token,
@@ -299,7 +360,7 @@ def train_command(args: TokenizerTrainArgs) -> int:
              f"{stats.summary()}: {why}")
     rows = []
     report = {"seconds": round(seconds, 2), "trained_on": stats.summary(), "held_out_documents": len(held_out),
-              "fertility_text": fertility_note}
+              "fertility_text": fertility_note, **report}
     if held_out:
         new_f = fertility(tokenizer, held_out) | {"vocab_size": len(tokenizer)}
         rows.append(("new", new_f))

@@ -24,6 +24,11 @@ def validate(cfg: TrainRunConfig) -> None:
         raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got '{t.schedule}'")
     if t.steps < 1:
         raise ConfigError(f"train.steps must be >= 1, got {t.steps}")
+    if t.schedule == "reduce_on_plateau":
+        check_plateau(cfg)
+    if t.language_embeddings and t.objective != "mlm":
+        raise ConfigError("train.language_embeddings needs train.objective mlm: causal LMs have no place for "
+                          "language ids (they go in as token_type_ids or XLM's langs)")
     if not cfg.data.train:
         raise ConfigError("no training data: set data.train to {language: token_store_dir}")
     if cfg.data.mode == "packed" and t.objective == "mlm":
@@ -49,6 +54,17 @@ def validate(cfg: TrainRunConfig) -> None:
         changed = [k for k in vars(default) if getattr(o, k) != getattr(default, k)]
         if changed:
             raise ConfigError(f"train.fsdp_options.{changed[0]} is a sharding option: it needs train.fsdp true")
+
+
+def check_plateau(cfg: TrainRunConfig) -> None:
+    """reduce_on_plateau is driven by the validation loss, so it needs evaluations during the run."""
+    t = cfg.train
+    if not cfg.eval.enabled or cfg.eval.every == 0:
+        raise ConfigError("train.schedule reduce_on_plateau shrinks the lr on the validation loss: set eval.every "
+                          "to a number of steps (> 0) and keep eval.enabled true")
+    if t.min_lr >= t.lr:
+        raise ConfigError(f"train.min_lr {t.min_lr} >= train.lr {t.lr}: reduce_on_plateau would stop at its first "
+                          "evaluation; set train.min_lr below train.lr (the XLM recipe: 1e-9)")
 
 
 def check_strategy(cfg: TrainRunConfig, world: int) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Annotated, Optional
 
 from langadapt.data.mixture import MixtureConfig
-from langadapt.options import (Beta, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OutDir,
-                               PositiveFloat, PositiveFraction, Seed, StorePath, TokenizerPath)
+from langadapt.options import (Beta, Count, Fraction, ModelPath, NonNegativeFloat, NonNegativeInt, OpenFraction,
+                               OutDir, PositiveFloat, PositiveFraction, Range, Seed, StorePath, TokenizerPath)
 
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-true", "fp16-mixed")
 OBJECTIVES = ("clm", "mlm")
@@ -81,9 +81,10 @@ class TrainArgs:
     lr: PositiveFloat = 3e-4
     """Peak learning rate (full phase)."""
     min_lr: NonNegativeFloat = 0.0
-    """Final learning rate of linear/cosine; anneal target of infinite."""
+    """Final learning rate of linear/cosine; anneal target of infinite; reduce_on_plateau: training stops once the
+    learning rate is at or below it (fairseq --stop-min-lr)."""
     schedule: str = "cosine"
-    """constant, linear, cosine or infinite."""
+    """constant, linear, cosine, infinite or reduce_on_plateau (shrink on the validation loss; needs eval.every)."""
     warmup_steps: NonNegativeInt = 0
     """Linear warmup steps."""
     cooldown_steps: NonNegativeInt = 0
@@ -92,6 +93,12 @@ class TrainArgs:
     """infinite: the constant learning rate after the cooldown (default lr/10)."""
     anneal_steps: NonNegativeInt = 0
     """infinite: exponential anneal to min_lr over the last N steps (a pre-anneal checkpoint is saved)."""
+    lr_shrink: OpenFraction = 0.5
+    """reduce_on_plateau: multiply the learning rate by this when the validation loss stops improving."""
+    patience: NonNegativeInt = 0
+    """reduce_on_plateau: evaluations without improvement tolerated before a shrink (0: shrink at the first)."""
+    lr_threshold: Annotated[float, Range(ge=0, lt=1)] = 1e-4
+    """reduce_on_plateau: an evaluation improves when its loss < best · (1 - lr_threshold) (fairseq's default)."""
     weight_decay: NonNegativeFloat = 0.0
     """AdamW weight decay (never on biases and norms)."""
     decay_embeddings: bool = False

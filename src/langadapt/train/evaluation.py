@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from langadapt.train.config import TrainRunConfig
+from langadapt.train.languages import WithLanguage, saved_languages
 from langadapt.train.precision import autocast
 
 
@@ -26,18 +27,6 @@ def clm_split_bpb(model, split, tokenizer, max_length: int, batch_size: int = 8)
     nll, _ = document_nll(model, docs, start_id=bos if bos is not None else eos, max_length=max_length,
                           batch_size=batch_size)
     return nll_to_bpb(nll, split.num_bytes)
-
-
-class WithLanguage(torch.nn.Module):
-    """Feeds a fixed language id as ``token_type_ids`` to a model trained with language embeddings."""
-
-    def __init__(self, model, lang_id: int):
-        super().__init__()
-        self.model, self.lang_id = model, lang_id
-
-    def forward(self, input_ids, attention_mask=None, **kwargs):
-        types = torch.full_like(input_ids, self.lang_id)
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=types, **kwargs)
 
 
 @torch.no_grad()
@@ -63,8 +52,9 @@ def _evaluate(model, val_splits, tokenizer, cfg: TrainRunConfig, accelerator, la
                 out[f"val_bpb/{lang}"] = clm_split_bpb(model, split, tokenizer, cfg.data.block_size,
                                                        cfg.eval.batch_size)
                 continue
-            lang_id = languages.index(lang) if lang in languages else 0
-            scored = WithLanguage(model, lang_id) if cfg.train.language_embeddings else model
+            # each language scored with its own language id (the one its training blocks were fed)
+            scored = WithLanguage(model, saved_languages(model.config)[lang]) if cfg.train.language_embeddings \
+                else model
             out[f"val_mlm_loss/{lang}"] = _mlm_val_loss(scored, split, tokenizer, cfg)
             if cfg.eval.mlm_bpb:
                 docs = [split.doc(i).tolist() for i in range(split.num_docs)]

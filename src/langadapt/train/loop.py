@@ -22,11 +22,13 @@ from langadapt.train import rundir
 from langadapt.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from langadapt.train.checks import validate
 from langadapt.train.config import TrainRunConfig
-from langadapt.train.evaluation import WithLanguage, clm_split_bpb, evaluate, frame_ids  # noqa: F401 (public here)
+from langadapt.train.evaluation import clm_split_bpb, evaluate, frame_ids  # noqa: F401 (public here)
+from langadapt.train.languages import WithLanguage, language_ids, language_input  # noqa: F401 (WithLanguage: public)
 from langadapt.train.lora import merged, set_lora_trainable
 from langadapt.train.objectives import mask_tokens, token_nll_sum
 from langadapt.train.optim import clip_gradients, make_optimizer, set_trainable
 from langadapt.train.phases import Phase, phase_at
+from langadapt.train.plateau import monitored_loss, plateau_step, should_stop
 from langadapt.train.precision import autocast
 from langadapt.train.setup import Run, setup
 from langadapt.train.sharding import full_model_state, full_states, load_optimizer_state, no_gradient_sync
@@ -58,6 +60,7 @@ def fit(run: Run) -> dict:
     window_start, window_tokens = time.perf_counter(), 0
     # resumed at the last step (killed while writing final/): the last step's record is in metrics.jsonl
     record: dict = rundir.last_record(run.out, t.steps) if run.main and start_step == t.steps else {}
+    stopped_at = None  # reduce_on_plateau: the step at which the lr reached train.min_lr
     for step in range(start_step, t.steps):
         phase = phase_at(run.phases, step)
         if phase is not current:
@@ -78,25 +81,50 @@ def fit(run: Run) -> dict:
         elapsed = time.perf_counter() - window_start
         if evaluate_now and evaluates_here:
             last_eval = evaluate(raw, run.val_splits, run.tokenizer, cfg, run.accelerator, run.loader.languages)
+        plateau_record, stop = {}, False
+        if evaluate_now and run.plateau is not None and phase.name == "full":
+            plateau_record, stop = update_plateau(run, last_eval)
         if run.main and (done % cfg.log.every == 0 or done == t.steps or evaluate_now):
             record = {"step": done, "phase": phase.name, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
                       "tokens": tokens_seen, "tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                      **(last_eval if evaluate_now else {})}
+                      **(last_eval if evaluate_now else {}), **plateau_record}
             log.write(record)
             window_start, window_tokens = time.perf_counter(), 0
         anneal_start = phase.schedule.anneal_start
         pre_anneal = anneal_start is not None and done - phase.start == anneal_start
         if (cfg.checkpoint.every and done % cfg.checkpoint.every == 0) or pre_anneal:
             save_state(run, optimizer, phase, done, tokens_seen, tag="pre-anneal" if pre_anneal else None)
+        if stop:
+            stopped_at = done
+            if run.main:
+                info(f"step {done}: stopping, the learning rate {t.lr * run.plateau.scale:.3g} reached train.min_lr "
+                     f"{t.min_lr:g} (reduce_on_plateau)")
+            break
     bar.close()
     if t.lora is not None:
         raw = merged(raw)  # final/ is a plain model: adapters folded in
     final_state = full_model_state(raw, run.sharded)
+    end = stopped_at if stopped_at is not None else t.steps
     if run.main:
         log.close()
-        rundir.save_final(raw, final_state, run.tokenizer, cfg, record, last_eval)
+        rundir.save_final(raw, final_state, run.tokenizer, cfg, record, last_eval, step=end)
     run.accelerator.wait_for_everyone()
-    return {"step": t.steps, **{k: v for k, v in record.items() if k != "step"}, **last_eval}
+    return {"step": end, **{k: v for k, v in record.items() if k != "step"}, **last_eval}
+
+
+def update_plateau(run: Run, evaluation: dict) -> tuple[dict, bool]:
+    """reduce_on_plateau after an evaluation: the new state (from the main process's loss, so every process
+    shrinks alike), what to log, and whether the learning rate reached train.min_lr."""
+    from accelerate.utils import broadcast_object_list
+
+    t = run.cfg.train
+    loss = broadcast_object_list([monitored_loss(evaluation, t.objective) if run.main else None])[0]
+    if loss is None:
+        return {}, False
+    run.plateau = plateau_step(run.plateau, loss, shrink=t.lr_shrink, patience=t.patience, threshold=t.lr_threshold)
+    stop = should_stop(run.plateau, t.lr, t.min_lr)
+    record = {"val_loss": loss, "next_lr": t.lr * run.plateau.scale, "plateau_bad": run.plateau.bad}
+    return ({**record, "stopped": "min_lr"} if stop else record), stop
 
 
 def enter_phase(run: Run, phase: Phase, resuming: bool):
@@ -139,8 +167,9 @@ def train_step(run: Run, model, optimizer, phase: Phase, step: int) -> tuple[flo
         inputs = {"input_ids": batch["input_ids"].to(accelerator.device)}
         if cfg.data.mode == "packed":
             inputs["position_ids"] = batch["position_ids"].to(accelerator.device)
-        if t.language_embeddings:
-            inputs["token_type_ids"] = batch["lang_ids"][:, None].expand_as(batch["input_ids"]).to(accelerator.device)
+        if t.language_embeddings:  # each block's language, as the model numbers them (config.lang2id)
+            ids = language_ids(raw, batch["lang_ids"], run.loader.languages)
+            inputs[language_input(raw)] = ids[:, None].expand_as(batch["input_ids"]).to(accelerator.device)
         if shift:
             inputs["use_cache"] = False
         with sync, autocast(t.precision, accelerator.device):
@@ -158,6 +187,8 @@ def train_step(run: Run, model, optimizer, phase: Phase, step: int) -> tuple[flo
     if scaler is None and not math.isfinite(grad_norm):  # (fp16: the scaler skips such steps itself)
         diverged("gradient norm", grad_norm, step + 1, run.last_checkpoint)
     lr = phase.schedule.lr(step - phase.start)
+    if run.plateau is not None and phase.name == "full":
+        lr *= run.plateau.scale
     for group in optimizer.param_groups:
         group["lr"] = lr
     if scaler is not None:
@@ -182,7 +213,8 @@ def save_state(run: Run, optimizer, phase: Phase, done: int, tokens_seen: int, t
     if run.main:
         run.last_checkpoint = save_checkpoint(
             run.out / "checkpoints", done, model=run.model, model_state=model_state, optimizer_state=optimizer_state,
-            loader_states=loader_states, rngs=rngs, counters={"tokens": tokens_seen, "phase": phase.name},
+            loader_states=loader_states, rngs=rngs, counters={"tokens": tokens_seen, "phase": phase.name,
+                                                  **({"plateau": run.plateau.to_dict()} if run.plateau else {})},
             fingerprint=run.fingerprint, keep_last=run.cfg.checkpoint.keep_last, tag=tag,
             scaler_state=run.scaler.state_dict() if run.scaler is not None else None)
 

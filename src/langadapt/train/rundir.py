@@ -37,10 +37,13 @@ def finished_at(out: Path) -> int | None:
 
 
 def nothing_to_do(cfg: TrainRunConfig) -> int | None:
-    """A resumed run whose out_dir already finished at or beyond train.steps: its step (nothing is rewritten),
-    else None. Resuming with more steps continues the run."""
+    """A resumed run whose out_dir already finished at or beyond train.steps, or stopped early (reduce_on_plateau
+    reached train.min_lr): its step (nothing is rewritten), else None. Resuming with more steps continues a run
+    that ran to its end."""
     step = finished_at(Path(cfg.out_dir))
-    return step if cfg.resume and step is not None and step >= cfg.train.steps else None
+    if not cfg.resume or step is None:
+        return None
+    return step if step >= cfg.train.steps or final_metrics(Path(cfg.out_dir)).get("stopped") else None
 
 
 def final_metrics(out: Path) -> dict:
@@ -104,13 +107,16 @@ def model_card(cfg: TrainRunConfig, metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_final(model, state: dict, tokenizer, cfg: TrainRunConfig, record: dict, evaluation: dict) -> None:
-    """``out/final/``: a plain HF model dir (weights ``state``), the tokenizer, a model card and the final metrics."""
+def save_final(model, state: dict, tokenizer, cfg: TrainRunConfig, record: dict, evaluation: dict,
+               step: int | None = None) -> None:
+    """``out/final/``: a plain HF model dir (weights ``state``), the tokenizer, a model card and the final metrics.
+    ``step``: where the run ended (default train.steps; earlier when reduce_on_plateau stopped it)."""
     with atomic_dir(Path(cfg.out_dir) / "final", overwrite=True) as tmp:
         model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         # "step" first: it marks the run finished (record's own step is the same number)
-        metrics = {"step": cfg.train.steps, **{k: v for k, v in record.items() if isinstance(v, (int, float))},
+        metrics = {"step": cfg.train.steps if step is None else step,
+                   **{k: v for k, v in record.items() if isinstance(v, (int, float)) or k == "stopped"},
                    **evaluation}
         (tmp / "README.md").write_text(model_card(cfg, metrics), encoding="utf-8")
         for name in (CLONES_FILE, CLONE_MAPS_FILE):  # the clone maps travel with the model

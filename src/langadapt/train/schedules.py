@@ -1,11 +1,14 @@
-"""Learning-rate schedules as pure functions of the step (so a resumed run needs no scheduler state)."""
+"""Learning-rate schedules as pure functions of the step (so a resumed run needs no scheduler state; the
+exception, reduce_on_plateau, keeps its three numbers in the checkpoint: train/plateau.py)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-SCHEDULES = ("constant", "linear", "cosine", "infinite")
+SCHEDULES = ("constant", "linear", "cosine", "infinite", "reduce_on_plateau")
+# reduce_on_plateau is the one schedule with state: here it is constant after the warmup, and the loop multiplies
+# it by the plateau's scale (train/plateau.py), which changes only at evaluations
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Schedule:
 def lr_at(s: Schedule, step: int) -> float:
     if s.warmup_steps and step < s.warmup_steps:
         return s.peak_lr * (step + 1) / s.warmup_steps
-    if s.kind == "constant":
+    if s.kind in ("constant", "reduce_on_plateau"):
         return s.peak_lr
     if s.kind in ("linear", "cosine"):
         span = max(1, s.total_steps - s.warmup_steps)

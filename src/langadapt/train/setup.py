@@ -26,9 +26,11 @@ from langadapt.train.checks import check_batches, check_strategy, self_defeating
 from langadapt.train.clones import grow_for_clones
 from langadapt.train.config import TrainRunConfig
 from langadapt.train.evaluation import frame_ids
+from langadapt.train.languages import add_language_embeddings
 from langadapt.train.lora import apply_lora
 from langadapt.train.metrics import MetricsLog
 from langadapt.train.phases import Phase, build_phases
+from langadapt.train.plateau import PlateauState
 from langadapt.train.precision import grad_scaler, make_accelerator, weight_dtype
 from langadapt.train.sharding import fill_from_files, fill_from_rank0, shard_model
 
@@ -41,6 +43,7 @@ class Resume:
     tokens: int
     phase: str  # the phase the saved optimizer state belongs to
     state: dict  # optimizer, per-process loader positions and RNG states, loss scale
+    plateau: PlateauState | None = None  # reduce_on_plateau: best loss, bad evaluations, lr scale
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Run:
     sharded: bool
     resume: Resume | None = None
     last_checkpoint: Path | None = None
+    plateau: PlateauState | None = None  # reduce_on_plateau only; fit updates it at each evaluation
 
     @property
     def world(self) -> int:
@@ -120,13 +124,14 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     loader, val_splits = open_data(cfg, tokenizer, rank, world, vocab_rows)
     if loader.clone_maps:  # clones: V·(1 + num_clones) rows, clone rows as clones.init says
         grow_for_clones(model, loader.clone_maps, loader.required_vocab_size, cfg.data.clones.init, cfg.train.seed)
+    if t.schedule == "reduce_on_plateau" and not val_splits:
+        raise ConfigError("train.schedule reduce_on_plateau needs validation documents (the stores' val split is "
+                          "empty or missing, and no data.val); prepare the stores with --val-docs or set data.val")
     if cfg.eval.enabled and not val_splits:
         warnings.append("no validation documents (the stores' val split is empty or missing, and no data.val): "
                         "nothing is evaluated; prepare the stores with --val-docs or set data.val")
-    if t.language_embeddings:
-        if t.objective != "mlm":
-            raise ConfigError("train.language_embeddings applies to mlm (token_type_ids)")
-        add_language_embeddings(model, len(loader.languages))
+    if t.language_embeddings:  # one row per language (clones included), lang2id/id2lang in the config
+        add_language_embeddings(model, loader.languages)
     if t.activation_checkpointing:
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
     model.config.use_cache = False
@@ -171,9 +176,12 @@ def setup(cfg: TrainRunConfig, announce: bool = True) -> Run:
     if scaler is not None and resume is not None and resume.state.get("scaler"):
         scaler.load_state_dict(resume.state["scaler"])
     found = list_checkpoints(out / "checkpoints")
+    plateau = None
+    if t.schedule == "reduce_on_plateau":
+        plateau = resume.plateau if resume is not None and resume.plateau is not None else PlateauState()
     return Run(cfg=cfg, accelerator=accelerator, out=out, tokenizer=tokenizer, model=model, loader=loader,
                val_splits=val_splits, phases=phases, fingerprint=print_fp, log=log, scaler=scaler, sharded=sharded,
-               resume=resume, last_checkpoint=found[-1] if found else None)
+               resume=resume, last_checkpoint=found[-1] if found else None, plateau=plateau)
 
 
 def load_resume(path: Path, fingerprint: dict, world: int) -> Resume:
@@ -181,8 +189,9 @@ def load_resume(path: Path, fingerprint: dict, world: int) -> Resume:
     if len(state["loaders"]) != world:
         raise ConfigError(f"checkpoint {path} was written by {len(state['loaders'])} processes, "
                           f"this run has {world}; resume with the same number of processes")
+    saved_plateau = meta["counters"].get("plateau")
     return Resume(path=path, step=meta["step"], tokens=meta["counters"]["tokens"], phase=meta["counters"]["phase"],
-                  state=state)
+                  state=state, plateau=PlateauState.from_dict(saved_plateau) if saved_plateau else None)
 
 
 def load_training_model(cfg: TrainRunConfig, source: str | None, precision: str, empty: bool = False):
@@ -302,22 +311,3 @@ def check_store_tokenizers(cfg: TrainRunConfig, stores: dict, expected: str) -> 
         if not cfg.data.allow_tokenizer_mismatch:
             raise StoreError(message)
         warn(message.split("; ")[0] + " (data.allow_tokenizer_mismatch: true)")
-
-
-def add_language_embeddings(model, n_languages: int) -> None:
-    """Use token_type_ids as language ids: grow the token-type table to ``n_languages`` rows if needed."""
-    table = None
-    for name, module in model.named_modules():
-        if name.endswith("token_type_embeddings"):
-            table, parent_name = module, name
-    if table is None:
-        raise ConfigError(f"train.language_embeddings: {model.config.model_type} has no token-type embeddings")
-    if table.num_embeddings >= n_languages:
-        return
-    grown = torch.nn.Embedding(n_languages, table.embedding_dim, dtype=table.weight.dtype)
-    with torch.no_grad():
-        grown.weight[:table.num_embeddings] = table.weight
-        grown.weight[table.num_embeddings:] = table.weight.mean(0)
-    parent = model.get_submodule(parent_name.rsplit(".", 1)[0])
-    setattr(parent, parent_name.rsplit(".", 1)[1], grown)
-    model.config.type_vocab_size = n_languages

@@ -479,6 +479,8 @@ def demo_command(args: DemoArgs) -> int:
         versus = compare_to_baseline(done["methods"])
         if versus:
             print("\n".join(versus))
+        if done.get("languages"):
+            print(format_languages_table(done["languages"], done["source_lang"], done["target_lang"]))
         print(f"already done: {args.out}/report.md holds this demo's result (--overwrite runs it again)")
         return 0
     run_demo(args)

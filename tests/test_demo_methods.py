@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from langadapt.demo.methods import (DEMO_METHODS, add_steps_to_baseline, best_everywhere, format_languages_table,
-                                    format_table, parse_methods, steps_to_reach, transfer_call, write_head,
-                                    write_parallel)
+                                    format_table, parse_methods, steps_to_reach, transfer_call, winner_line,
+                                    write_head, write_parallel)
 from langadapt.errors import ConfigError
 
 
@@ -100,6 +100,11 @@ def test_best_everywhere_needs_both_start_and_end_below_every_other():
     results["c"]["bpb_start"] = 1.9  # c starts lower, a ends lower: nobody wins both
     assert best_everywhere(results) is None
     assert best_everywhere({"a": {"bpb_start": 2.0, "bpb_end": 1.0}, "b": {"bpb_start": 2.0, "bpb_end": 1.1}}) is None
+    assert winner_line(results) == ("No method starts and ends below every other one: the lowest start is c's "
+                                    "(1.900), the lowest end a's (1.000).")
+    results["c"]["bpb_start"] = 2.5
+    assert winner_line(results) == "a starts and ends below every other method."
+    assert winner_line({"a": results["a"]}) == ""
 
 
 # ---- --methods ------------------------------------------------------------------------------------------

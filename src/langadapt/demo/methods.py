@@ -227,3 +227,17 @@ def score_languages(methods: Sequence[str], *, out: Path, work: Path, corpus: di
             "bpb": {source_lang: {"start": bpb(start_dir, "source"), "end": bpb(end_dir, "source")},
                     target_lang: {"start": points[0][1], "end": points[-1][1]}}}
     return rows
+
+
+def winner_line(results: dict) -> str:
+    """One sentence: the method that starts and ends below every other one, or that none does (and who is lowest
+    at each end)."""
+    if len(results) < 2:
+        return ""
+    best = best_everywhere(results)
+    if best is not None:
+        return f"{best} starts and ends below every other method."
+    first = min(results, key=lambda m: results[m]["bpb_start"])
+    last = min(results, key=lambda m: results[m]["bpb_end"])
+    return (f"No method starts and ends below every other one: the lowest start is {first}'s "
+            f"({results[first]['bpb_start']:.3f}), the lowest end {last}'s ({results[last]['bpb_end']:.3f}).")

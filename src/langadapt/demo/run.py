@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from langadapt.demo.methods import (EXTEND_KEEP_DOCS, add_steps_to_baseline, format_languages_table, format_table,
-                                    parse_methods, score_languages, transfer_call, uses_helper, write_head, write_parallel)
+                                    parse_methods, score_languages, winner_line, transfer_call, uses_helper, write_head, write_parallel)
 from langadapt.errors import ConfigError, InputError
 from langadapt.options import Count, ModelPath, OutDir, Seed, SourcePath, TokenizerPath
 from langadapt.progress import info
@@ -369,6 +369,7 @@ def run_demo(args: DemoArgs) -> dict:
         _plot(curves, out / "curves.png", f"{args.source_lang} → {args.target_lang}: validation BPB while adapting")
         table = format_table(results)
         versus = "\n".join(compare_to_baseline(results))
+        winner = winner_line(results)
         (out / "report.md").write_text(
             f"# langadapt demo: {args.source_lang} → {args.target_lang}\n\n"
             f"Bits per byte on {plan.val_docs} held-out target-language documents, right after the transfer "
@@ -376,6 +377,7 @@ def run_demo(args: DemoArgs) -> dict:
                if args.calibrate else "")
             + f"(start) and after {plan.adapt_steps} steps of continued pretraining ({plan.embedding_steps} "
             f"embedding-only) (end). Lower is better.\n\n{table}\n\n"
+            + (f"{winner}\n\n" if winner else "")
             + (STEPS_NOTE if "random" in results else "")
             + (f"Against random initialization:\n\n{versus}\n\n" if versus else "")
             + (languages_markdown(languages, args) if languages else "")
@@ -384,6 +386,8 @@ def run_demo(args: DemoArgs) -> dict:
     print(format_table(results))
     if versus:
         print(versus)
+    if winner:
+        print(winner)
     if languages:
         print(format_languages_table(languages, args.source_lang, args.target_lang))
     if finetune:

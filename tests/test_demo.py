@@ -41,6 +41,17 @@ def test_quick_demo_end_to_end(tmp_path):
     assert (out / "curves.png").stat().st_size > 0 and "| method |" in (out / "report.md").read_text()
     assert "- clp: starts " in (out / "report.md").read_text() and "- clp: starts " in stdout
     assert "| clp |" in stdout
+    # steps to random's end: each method's value lies where its curve first crosses random's final BPB
+    target = report["methods"]["random"]["bpb_end"]
+    for method, r in report["methods"].items():
+        points, steps = r["curve"], r["steps_to_random_end"]
+        if steps is None:
+            assert min(v for _, v in points) > target, method
+            continue
+        before = [(s, v) for s, v in points if s < steps]
+        at_or_after = [(s, v) for s, v in points if s >= steps]
+        assert all(v > target for _, v in before) and at_or_after[0][1] <= target, (method, steps, points)
+    assert "steps to random's end" in (out / "report.md").read_text()
     # the same command again (the README's first command may be run twice): says so, changes nothing
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     code, again, err = run_cli("demo", "--quick", "--out", str(out), "--methods", "random,clp,focus")
@@ -51,8 +62,40 @@ def test_quick_demo_end_to_end(tmp_path):
     assert code == 2 and "already exists" in err
 
 
+@pytest.mark.slow
+def test_quick_demo_extend_on_both_languages(tmp_path):
+    out = tmp_path / "demo"
+    code, stdout, err = run_cli("demo", "--quick", "--out", str(out), "--methods", "random,extend", "--adapt-steps", "8",
+                               "--calibrate", "false")
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    langs = report["languages"]
+    assert set(langs) == {"source model (no transfer)", "random", "extend"}
+    source, swap, extend = langs["source model (no transfer)"], langs["random"], langs["extend"]
+    # the extended tokenizer encodes English as the source tokenizer does (its sample is kept exactly) and German
+    # nearly as the target tokenizer does (the 1.1x of issue 14)
+    assert extend["tokens_per_word"]["en"] <= 1.02 * source["tokens_per_word"]["en"] < swap["tokens_per_word"]["en"]
+    assert extend["tokens_per_word"]["de"] <= 1.1 * swap["tokens_per_word"]["de"]
+    # it keeps the source rows: English is read far better than through a swapped tokenizer
+    assert extend["bpb"]["en"]["start"] < swap["bpb"]["en"]["start"]
+    assert extend["bpb"]["de"]["start"] == report["methods"]["extend"]["bpb_start"]
+    # the source model's English BPB here is scored like the training loop's (clm_split_bpb on its store's val split)
+    from langadapt.data.store import TokenStore
+    from langadapt.io.models import load_model, load_tokenizer
+    from langadapt.train.loop import clm_split_bpb
+
+    model_dir = str(out / "work" / "source_run" / "final")
+    own = clm_split_bpb(load_model(model_dir).eval(), TokenStore.open(str(out / "work" / "source_store")).split("val"),
+                        load_tokenizer(model_dir), report["plan"]["block"])
+    assert source["bpb"]["en"]["start"] == pytest.approx(own, rel=1e-6)
+    assert "## Both languages" in (out / "report.md").read_text() and "| extend |" in stdout
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--methods", "clp,bogus"], "unknown transfer method"),
+    (["--methods", "clp,clp"], "twice"),
+    (["--methods", "transtok", "--target-corpus", "x.jsonl"], "parallel text"),
+    (["--methods", "random", "--helper-model", "h"], "would be ignored"),
     (["--methods", "wechsel"], "wechsel"),
     (["--source-lang", "de", "--target-lang", "de"], "must differ"),
 ])

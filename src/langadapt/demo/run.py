@@ -14,13 +14,19 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
+from langadapt.demo.methods import (EXTEND_KEEP_DOCS, add_steps_to_baseline, format_languages_table, format_table,
+                                    parse_methods, score_languages, winner_line, transfer_call, uses_helper, write_head, write_parallel)
 from langadapt.errors import ConfigError, InputError
 from langadapt.options import Count, ModelPath, OutDir, Seed, SourcePath, TokenizerPath
 from langadapt.progress import info
 
 CALIBRATION_DOCS = 300  # target training documents offered to the fit (more than its 16384-token budget)
+STEPS_NOTE = (
+    "\"steps to random's end\": the first step at which the method's validation BPB is at or below random's at\n"
+    "the end, linearly interpolated between the two evaluations around it (the first evaluation's step when that\n"
+    "one already is; \"not reached\" when none is).\n\n")
 CALIBRATION_NOTE = (
     "A transferred model is overconfident at step 0 (its body is as sure as on the source language), so each\n"
     "model's logits are scaled by one fitted factor before training (`transfer --calibrate`). \"start\n"
@@ -37,7 +43,12 @@ class DemoArgs:
     seed: Seed = 0
     """Seed of the synthetic languages, the models and the training runs."""
     methods: str = "random,mean,fvt,clp,focus"
-    """Transfer methods to compare (comma-separated)."""
+    """Transfer methods to compare (comma-separated): random, mean, gaussian, fvt, clp, focus, omp, transtok
+    (parallel sentences of the synthetic corpora), extend (`transfer --extend`: the source tokenizer kept, the
+    target's tokens appended; scored on both languages), or all of them: all. wechsel is not run (it needs
+    word-level fastText models and a dictionary)."""
+    extend_method: Literal["clp", "omp", "fvt", "focus", "transtok", "mean", "random", "gaussian"] = "clp"
+    """The method that initializes the appended rows of `extend`."""
     source_lang: str = "en"
     """Source language label of the synthetic corpus."""
     target_lang: str = "de"
@@ -242,22 +253,20 @@ def run_demo(args: DemoArgs) -> dict:
     from langadapt.data.prepare import prepare_store
     from langadapt.io.atomic import atomic_dir
     from langadapt.io.models import load_tokenizer
-    from langadapt.transfer import METHODS, transfer
+    from langadapt.transfer import transfer
     from langadapt.train.loop import train
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if not methods or unknown:
-        raise ConfigError(f"unknown transfer method(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)}")
-    if "wechsel" in methods:
-        raise ConfigError("the demo does not run wechsel (it needs word-level fastText models and a dictionary); "
-                          "use `langadapt transfer --method wechsel` directly")
+    methods = parse_methods(args.methods)
+    parallel_needed = "transtok" in methods or ("extend" in methods and args.extend_method == "transtok")
+    if parallel_needed and (args.source_corpus or args.target_corpus):
+        raise ConfigError("transtok needs parallel text, which the demo has only for its synthetic corpora; drop "
+                          "--source-corpus/--target-corpus (or run `langadapt transfer --method transtok --parallel`)")
     plan = make_plan(args)
     ignored = [(given, why) for given, why in (
         ("--source-corpus", "it trains the source model, and --source-model is given") if args.source_corpus and
         args.source_model else (None, None),
-        ("--helper-model", "only clp uses a helper model") if args.helper_model and "clp" not in methods else
-        (None, None)) if given]
+        ("--helper-model", "only clp and omp use a helper model") if args.helper_model and
+        not uses_helper(methods, args.extend_method) else (None, None)) if given]
     if ignored:
         raise ConfigError("; ".join(f"{given} would be ignored: {why}" for given, why in ignored))
     if args.finetune and (args.source_corpus or args.target_corpus):
@@ -297,54 +306,70 @@ def run_demo(args: DemoArgs) -> dict:
         tgt_store = work / "target_store"
         prepare_store(str(corpus["target"]), tgt_tok, tgt_store, val_docs=plan.val_docs, workers=1)
         helper = args.helper_model
-        if helper is None and "clp" in methods:
+        if helper is None and uses_helper(methods, args.extend_method):
             init = _tiny_llama(tgt_tok, plan.helper_width, 1, work / "helper_init", args.seed + 1)
             helper = str(_pretrain(init, tgt_store, work / "helper_run", plan, plan.helper_steps, args.seed))
 
         info(f"[4/{n}] transfer: {', '.join(methods)}")
         calibration = _calibration_text(corpus["target"], work / "calibration.jsonl", plan.val_docs) \
             if args.calibrate else None
-        reports, raw_start = {}, {}
+        parallel = None
+        if parallel_needed:
+            parallel, pairs = write_parallel(corpus["source"], corpus["target"], plan.val_docs, work)
+            info(f"transtok: {pairs} parallel sentence pairs from the synthetic training documents")
+        keep = write_head(corpus["source"], work / "extend_keep.jsonl", plan.val_docs, EXTEND_KEEP_DOCS) \
+            if "extend" in methods else None
+        reports, raw_start, stores = {}, {}, {}
         for method in methods:
-            inputs = {}
-            if method == "clp":
-                inputs["helper_model"] = helper
-            if method == "focus":
-                inputs["corpus"] = str(corpus["target"])
-            reports[method] = transfer(method, source_model, None if method == "clp" else target_tokenizer,
-                                       str(out / "models" / method), seed=args.seed,
+            name, tokenizer, inputs = transfer_call(method, args.extend_method, target_tokenizer=target_tokenizer,
+                                                    helper=helper, target_corpus=corpus["target"], parallel=parallel,
+                                                    keep=keep)
+            model_dir = out / "models" / method
+            reports[method] = transfer(name, source_model, tokenizer, str(model_dir), seed=args.seed,
                                        calibrate=str(calibration) if calibration else None, **inputs)
+            stores[method] = tgt_store
+            if method == "extend":  # its own tokenizer (the merge): target text tokenized with it
+                stores[method] = work / "target_store_extend"
+                prepare_store(str(corpus["target"]), load_tokenizer(str(model_dir)), stores[method],
+                              val_docs=plan.val_docs, workers=1)
             if calibration:
-                raw_start[method] = _raw_start_bpb(out / "models" / method, reports[method]["calibration"],
-                                                   tgt_store, plan.block)
+                raw_start[method] = _raw_start_bpb(model_dir, reports[method]["calibration"], stores[method],
+                                                   plan.block)
 
         info(f"[5/{n}] continued pretraining, {plan.adapt_steps} steps per method "
              f"({plan.embedding_steps} embedding-only first)")
         results, curves = {}, {}
         for method in methods:
             run_dir = out / "runs" / method
-            train(_run_config(out / "models" / method, run_dir, tgt_store, plan, plan.adapt_steps, lr=2e-3,
+            train(_run_config(out / "models" / method, run_dir, stores[method], plan, plan.adapt_steps, lr=2e-3,
                               seed=args.seed, embedding_steps=plan.embedding_steps,
                               eval_every=max(1, plan.adapt_steps // 8)), announce=False)
             records = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
             points = [(r["step"], r["val_bpb/target"]) for r in records if "val_bpb/target" in r]
             curves[method] = points
             counts = reports[method].get("counts", {})
-            results[method] = {"bpb_start": points[0][1], "bpb_end": points[-1][1], "transfer": counts}
+            results[method] = {"bpb_start": points[0][1], "bpb_end": points[-1][1], "transfer": counts,
+                               "curve": points}
             if method in raw_start:
                 results[method]["bpb_start_uncalibrated"] = raw_start[method]
                 results[method]["logit_scale"] = reports[method]["calibration"]["logit_scale"]
+        add_steps_to_baseline(results, curves)
+        languages = score_languages(methods, out=out, work=work, corpus=corpus, val_docs=plan.val_docs,
+                                    block=plan.block, source_model=source_model, target_tokenizer=target_tokenizer,
+                                    curves=curves, source_lang=args.source_lang, target_lang=args.target_lang) \
+            if "extend" in methods else None
 
         finetune = _finetune(args, out, work, corpus, source_model, results) if args.finetune else None
         info(f"[{n}/{n}] report")
         report = {"methods": results, "target_lang": args.target_lang, "source_lang": args.source_lang,
                   "seed": args.seed, "quick": args.quick, "plan": vars(plan),
-                  **({"finetune": finetune} if finetune else {}),
+                  **({"finetune": finetune} if finetune else {}), **({"languages": languages} if languages else {}),
                   "seconds": round(time.perf_counter() - started, 1)}
         (out / "report.json").write_text(json.dumps(report, indent=2))
         _plot(curves, out / "curves.png", f"{args.source_lang} → {args.target_lang}: validation BPB while adapting")
         table = format_table(results)
         versus = "\n".join(compare_to_baseline(results))
+        winner = winner_line(results)
         (out / "report.md").write_text(
             f"# langadapt demo: {args.source_lang} → {args.target_lang}\n\n"
             f"Bits per byte on {plan.val_docs} held-out target-language documents, right after the transfer "
@@ -352,12 +377,19 @@ def run_demo(args: DemoArgs) -> dict:
                if args.calibrate else "")
             + f"(start) and after {plan.adapt_steps} steps of continued pretraining ({plan.embedding_steps} "
             f"embedding-only) (end). Lower is better.\n\n{table}\n\n"
+            + (f"{winner}\n\n" if winner else "")
+            + (STEPS_NOTE if "random" in results else "")
             + (f"Against random initialization:\n\n{versus}\n\n" if versus else "")
+            + (languages_markdown(languages, args) if languages else "")
             + (CALIBRATION_NOTE if args.calibrate else "")
             + "![curves](curves.png)\n" + (finetune_markdown(finetune, args) if finetune else ""), encoding="utf-8")
     print(format_table(results))
     if versus:
         print(versus)
+    if winner:
+        print(winner)
+    if languages:
+        print(format_languages_table(languages, args.source_lang, args.target_lang))
     if finetune:
         print(finetune_markdown(finetune, args).strip())
     print(f"wrote {args.out}/report.md, report.json, curves.png in {report['seconds']:.0f} s")
@@ -388,6 +420,14 @@ def _finetune(args: DemoArgs, out: Path, work: Path, corpus: dict[str, Path], so
     return {"target_method": best, "plan": vars(fplan), "train_lang": args.source_lang, "results": results}
 
 
+def languages_markdown(languages: dict, args: DemoArgs) -> str:
+    return (f"## Both languages\n\n`extend` keeps the source tokenizer and appends the target's tokens; every model "
+            f"here was trained on {args.target_lang} only. Tokens per whitespace word and bits per byte on "
+            f"{make_plan(args).val_docs} held-out documents of each language, before (start) and after (end) the "
+            f"continued pretraining; the swap methods all use the target tokenizer.\n\n"
+            f"{format_languages_table(languages, args.source_lang, args.target_lang)}\n\n")
+
+
 def finetune_markdown(finetune: dict, args: DemoArgs) -> str:
     from langadapt.demo.finetune_demo import format_finetune_table
 
@@ -399,16 +439,6 @@ def finetune_markdown(finetune: dict, args: DemoArgs) -> str:
             f"and F1 in percent; one seed. target: the {finetune['target_method']} transfer after continued pretraining "
             f"(the lowest end BPB).\n\n"
             f"{format_finetune_table(finetune['results'], args.source_lang, {'target': f'target ({best})'})}\n")
-
-
-def format_table(results: dict) -> str:
-    raw = all("bpb_start_uncalibrated" in r for r in results.values())
-    lines = ["| method | BPB start | BPB end |" + (" start uncalibrated | logit scale |" if raw else ""),
-             "|---|---:|---:|" + ("---:|---:|" if raw else "")]
-    for method, r in sorted(results.items(), key=lambda kv: kv[1]["bpb_end"]):
-        lines.append(f"| {method} | {r['bpb_start']:.3f} | {r['bpb_end']:.3f} |"
-                     + (f" {r['bpb_start_uncalibrated']:.3f} | {r['logit_scale']:.3g} |" if raw else ""))
-    return "\n".join(lines)
 
 
 def compare_to_baseline(results: dict, baseline: str = "random") -> list[str]:
@@ -453,6 +483,8 @@ def demo_command(args: DemoArgs) -> int:
         versus = compare_to_baseline(done["methods"])
         if versus:
             print("\n".join(versus))
+        if done.get("languages"):
+            print(format_languages_table(done["languages"], done["source_lang"], done["target_lang"]))
         print(f"already done: {args.out}/report.md holds this demo's result (--overwrite runs it again)")
         return 0
     run_demo(args)

@@ -1,5 +1,5 @@
-"""Per-process peak RSS of `langadapt train --train.fsdp` on 2 CPU processes (gloo): rank 0 reads the weights,
-the other rank builds the model on the meta device and receives its shards, against today's path (every rank
+"""Per-process peak RSS of `langadapt train --train.fsdp` on 2 CPU processes (gloo): every rank builds the model on
+the meta device and reads only its own shards from the safetensors file, against the old path (every rank
 loads the full model, then shards it), measured in the same run.
 
 A random-weight Llama (default: d 768, 8 layers, vocab 32k, ≈ 106M parameters, fp32: 425 MB) is saved to a

@@ -170,6 +170,24 @@ def read_tensors(checkpoint: Checkpoint, names) -> dict[str, torch.Tensor]:
     return out
 
 
+def read_rows(checkpoint: Checkpoint, name: str, start: int, stop: int) -> torch.Tensor:
+    """Rows ``[start, stop)`` (first dimension) of tensor ``name`` in its stored dtype, read with positioned reads:
+    only those bytes are touched, and no file page is mapped into the process (``safe_open`` maps the file, so
+    every page it reads counts in the reader's RSS)."""
+    entry = checkpoint.entries[name]
+    out = torch.empty((stop - start, *entry.shape[1:]), dtype=DTYPES[entry.dtype])
+    row_bytes = out[:1].numel() * out.element_size() if len(entry.shape) else 0
+    buffer = memoryview(out.view(-1).view(torch.uint8).numpy())
+    with open(checkpoint.root / entry.file, "rb", buffering=0) as f:
+        at, done = entry.begin + start * row_bytes, 0
+        while done < len(buffer):
+            got = os.preadv(f.fileno(), [buffer[done:]], at + done)
+            if got <= 0:
+                raise InputError(f"weights file '{checkpoint.root / entry.file}' is truncated (tensor {name})")
+            done += got
+    return out
+
+
 def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
     """The little-endian bytes of a CPU tensor (this layout is what safetensors stores)."""
     flat = tensor.detach().cpu().contiguous().reshape(-1)

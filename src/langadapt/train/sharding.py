@@ -79,24 +79,32 @@ def fill_from_files(model, checkpoint, keys: dict[str, str], device: torch.devic
     """Every process reads only its own rows of each sharded parameter from the safetensors files (``keys``:
     parameter / buffer name -> checkpoint name, from ``io.safetensors_stream.matching_keys``), so no process
     ever holds the full model. Persistent buffers stored in the checkpoint are read whole."""
-    from safetensors import safe_open
     from torch.distributed.tensor import DTensor
+
+    from langadapt.io.safetensors_stream import read_rows
 
     _storage_for_shards(model, device)
     tensors = dict(model.named_parameters())
     tensors.update((n, b) for n, b in model.named_buffers() if n in keys)
-    by_file: dict[str, list[str]] = {}
-    for name in tensors:
-        by_file.setdefault(checkpoint.entries[keys[name]].file, []).append(name)
     with torch.no_grad():
-        for file, names in by_file.items():
-            with safe_open(str(checkpoint.root / file), framework="pt") as f:
-                for name in names:
-                    tensor = tensors[name]
-                    local = tensor.to_local() if isinstance(tensor, DTensor) else tensor
-                    if local.numel():
-                        part = f.get_slice(keys[name])[local_index(tensor)]
-                        local.copy_(part.to(device=local.device, dtype=local.dtype))
+        for name, tensor in tensors.items():
+            local = tensor.to_local() if isinstance(tensor, DTensor) else tensor
+            if not local.numel():
+                continue  # a rank past the end of a short dimension holds nothing of it
+            index = local_index(tensor)
+            if local.dim() and all(i == slice(0, n) for i, n in zip(index[1:], tensor.shape[1:])):
+                part = read_rows(checkpoint, keys[name], index[0].start, index[0].stop)  # FSDP: rows
+            else:
+                part = _read_part(checkpoint, keys[name], index)
+            local.copy_(part.to(device=local.device, dtype=local.dtype))
+
+
+def _read_part(checkpoint, key: str, index: tuple[slice, ...]) -> torch.Tensor:
+    """Any other part of a stored tensor (sharded along a later dimension, or a scalar), through safe_open."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint.root / checkpoint.entries[key].file), framework="pt") as f:
+        return f.get_slice(key)[index] if index else f.get_tensor(key)
 
 
 def check_hybrid(hybrid: int, world: int) -> None:

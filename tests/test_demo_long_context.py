@@ -126,8 +126,8 @@ def test_plans_extend_four_times_with_the_same_tokens_per_step():
     assert make_long_plan(quick=False).old_max == 128 and make_long_plan(False, adapt_steps=7).extend_steps == 7
 
 
-TINY = LongPlan(old_max=16, mb=0.04, vocab=300, width=32, layers=1, pretrain_steps=12, extend_steps=4, short_micro=8,
-                eval_docs_decoder=3, eval_docs_encoder=2)
+TINY = LongPlan(old_max=16, mb=0.04, vocab=300, width=32, layers=1, pretrain_steps=12, encoder_pretrain_steps=12,
+                extend_steps=4, short_micro=8, eval_docs_decoder=3, eval_docs_encoder=2)
 
 
 @pytest.mark.slow  # about 10-30 s on the shared cores: the whole pipeline, tiny

@@ -398,16 +398,26 @@ def report_markdown(report: dict) -> str:
         f"Seed {report['seed']}; {report['seconds']:.0f} s.\n")
 
 
-def plot(curves: dict, path: Path, old_max: int) -> Path:
+def plot(curves: dict, path: Path, old_max: int, baseline: str = "short + steps, cut text") -> Path:
+    """Per model family: BPB per bucket, and each curve minus the baseline in the same bucket (the same tokens, so
+    the difference is free of what the text happens to be there)."""
     from langadapt.eval.plots import panels_figure
 
-    def series(rows):
-        return [(r["start"] + r["end"]) / 2 for r in rows], [r["bits_per_byte"] for r in rows]
+    def middle(rows):
+        return [(r["start"] + r["end"]) / 2 for r in rows]
 
-    return panels_figure([(f"{name} ({'PLL ' if name == 'encoder' else ''}BPB)", "position in the input",
-                           "bits per byte", {label: series(rows) for label, rows in curves[name].items()})
-                          for name in ("encoder", "decoder")], path,
-                         title=f"BPB by position (old maximum {old_max}: everything beyond it is new)")
+    panels = []
+    for name in ("encoder", "decoder"):
+        kind = "PLL BPB" if name == "encoder" else "BPB"
+        base = {r["start"]: r["bits_per_byte"] for r in curves[name][baseline]}
+        panels.append((f"{name}: {kind} by position", "position in the input", "bits per byte",
+                       {label: (middle(rows), [r["bits_per_byte"] for r in rows])
+                        for label, rows in curves[name].items()}))
+        panels.append((f"{name}: minus the baseline ({baseline})", "position in the input", "bits per byte",
+                       {label: (middle(rows), [r["bits_per_byte"] - base[r["start"]] for r in rows])
+                        for label, rows in curves[name].items()}))  # the baseline itself: 0, same colours
+    return panels_figure(panels, path, title=f"old maximum {old_max}: positions beyond it are new to every model; "
+                                             "below 0 in the right panels = better than the short model on cut text")
 
 
 def long_context_command(args, done: dict | None) -> int:

@@ -92,6 +92,20 @@ def test_cut_text_differs_from_the_long_input_only_beyond_the_first_window(token
     assert abs(cut["beyond"] - full["beyond"]) > 1e-4
 
 
+def test_document_beyond_is_each_documents_own_split(tokenizer):
+    from langadapt.demo.long_context import document_beyond
+    from langadapt.eval.by_position import PositionTally
+
+    docs, doc_bytes = eval_documents(tokenizer, make_texts(3, seed=7, min_words=40, max_words=40), 3 * OLD)
+    tally = score(tiny(tokenizer, False, 4 * OLD), tokenizer, docs, 4 * OLD, masked=False)
+    d, t, p, nll = tally.columns()
+    for k, got in enumerate(document_beyond(tally, doc_bytes, OLD)):
+        alone = PositionTally()
+        keep = d == k
+        alone.add(d[keep], t[keep], p[keep], nll[keep])
+        assert got == pytest.approx(split_bpb(bucket_table(alone, doc_bytes, OLD), OLD)["beyond"], rel=1e-9)
+
+
 def test_cut_pieces_cover_every_token_once():
     pieces, origin = cut_pieces([list(range(10)), list(range(100, 103))], 4)
     assert pieces == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [100, 101, 102]]
@@ -153,6 +167,9 @@ def test_tiny_long_context_demo_writes_the_report(tmp_path, capsys):
         for stage in ("before", "untrained", "trained", "baseline", "short_cut_text"):
             assert set(r[stage]) == {"within", "beyond"} and all(math.isfinite(v) for v in r[stage].values())
         assert r["claim_held"] == (r["trained"]["beyond"] < r["baseline"]["beyond"])
+        docs = r["documents_beyond"]
+        assert docs["lower"] == sum(a < b for a, b in zip(docs["trained"], docs["baseline"]))
+        assert docs["documents"] == len(docs["trained"]) == (2 if key.startswith("encoder") else 3)
         family, method = key.split("-")
         assert r["trained"] == split_bpb(curves[family][f"{method}, trained"], TINY.old_max)
         assert r["baseline"] == split_bpb(curves[family]["short + steps, cut text"], TINY.old_max)

@@ -180,6 +180,17 @@ def split_bpb(rows: Sequence[dict], old_max: int) -> dict[str, float]:
     return out
 
 
+def document_beyond(tally: PositionTally, doc_bytes: Sequence[Sequence[int]], old_max: int) -> list[float]:
+    """Each document's BPB at positions >= ``old_max`` (paired across models: the same tokens in each)."""
+    d, t, p, nll = tally.columns()
+    out = []
+    for k in range(len(doc_bytes)):
+        keep = (d == k) & (p >= old_max)
+        nbytes = sum(doc_bytes[k][j] for j in t[keep].tolist())
+        out.append(float(nll[keep].sum()) / nbytes / math.log(2) if nbytes else float("nan"))
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Models and training.
 
@@ -300,6 +311,7 @@ def run_long_context(args, plan: LongPlan | None = None) -> dict:
         info(f"[6/{n}] BPB by position on {plan.eval_docs_encoder} (encoder) / {plan.eval_docs_decoder} (decoder) "
              f"held-out documents of {plan.eval_tokens} tokens")
         curves: dict[str, dict[str, list[dict]]] = {"encoder": {}, "decoder": {}}
+        per_doc: dict[str, dict[str, list[float]]] = {"encoder": {}, "decoder": {}}
         for name in ("encoder", "decoder"):
             masked = name == "encoder"
             k = plan.eval_docs_encoder if masked else plan.eval_docs_decoder
@@ -314,14 +326,14 @@ def run_long_context(args, plan: LongPlan | None = None) -> dict:
                        for label, path in long.items()}
             positions = position_map(next(iter(tallies.values())))
             for label, path in (("short, cut text", short[name]), ("short + steps, cut text", short_more[name])):
-                curves[name][label] = bucket_table(
-                    cut_text_tally(load_model(str(path)), tokenizer, mine, plan.old_max, masked, positions),
-                    mine_bytes, plan.bucket)
+                tallies[label] = cut_text_tally(load_model(str(path)), tokenizer, mine, plan.old_max, masked,
+                                                positions)
             for label, tally in tallies.items():
                 curves[name][label] = bucket_table(tally, mine_bytes, plan.bucket)
+                per_doc[name][label] = document_beyond(tally, mine_bytes, plan.old_max)
 
         info(f"[{n}/{n}] report")
-        results = summarize(curves, methods, plan.old_max)
+        results = summarize(curves, methods, plan.old_max, per_doc)
         report = {"plan": {**dataclasses.asdict(plan), "new_max": plan.new_max, "bucket": plan.bucket,
                            "eval_tokens": plan.eval_tokens, "long_micro": long_micro},
                   "seed": args.seed, "quick": args.quick, "results": results, "by_position": curves,
@@ -335,8 +347,9 @@ def run_long_context(args, plan: LongPlan | None = None) -> dict:
     return report
 
 
-def summarize(curves: dict, methods: dict, old_max: int) -> dict:
-    """Per model and method: within / beyond BPB before, extended untrained, extended trained, and the baseline."""
+def summarize(curves: dict, methods: dict, old_max: int, per_doc: dict) -> dict:
+    """Per model and method: within / beyond BPB before, extended untrained, extended trained, and the baseline;
+    and on how many held-out documents the trained model's BPB beyond ``old_max`` is below the baseline's."""
     results = {}
     for name, ms in methods.items():
         c = curves[name]
@@ -350,6 +363,9 @@ def summarize(curves: dict, methods: dict, old_max: int) -> dict:
                 "short_cut_text": split_bpb(c["short, cut text"], old_max)}
             r = results[f"{name}-{m}"]
             r["claim_held"] = bool(r["trained"]["beyond"] < r["baseline"]["beyond"])
+            trained, base = per_doc[name][f"{m}, trained"], per_doc[name]["short + steps, cut text"]
+            r["documents_beyond"] = {"trained": trained, "baseline": base,
+                                     "lower": sum(a < b for a, b in zip(trained, base)), "documents": len(base)}
     return results
 
 
@@ -369,8 +385,11 @@ def claim_lines(results: dict, old_max: int) -> list[str]:
     out = []
     for key, r in results.items():
         t, b = r["trained"]["beyond"], r["baseline"]["beyond"]
+        docs = r.get("documents_beyond")
+        paired = f" (lower on {docs['lower']} of {docs['documents']} documents)" if docs else ""
         out.append(f"- {key}: BPB at positions ≥ {old_max} after extension and training {t:.3f} vs {b:.3f} for the "
-                   f"short model on cut text: {abs(t - b):.3f} {'lower: the claim held' if t < b else 'higher: the claim did not hold'}")
+                   f"short model on cut text: {abs(t - b):.3f} "
+                   f"{'lower: the claim held' if t < b else 'higher: the claim did not hold'}{paired}")
     return out
 
 

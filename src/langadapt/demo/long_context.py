@@ -85,7 +85,7 @@ class LongPlan:
 
 def make_long_plan(quick: bool, adapt_steps: int | None = None, vocab_size: int | None = None) -> LongPlan:
     if quick:
-        plan = LongPlan(old_max=64, mb=0.6, vocab=800, pretrain_steps=400, encoder_pretrain_steps=600, extend_steps=60,
+        plan = LongPlan(old_max=64, mb=0.6, vocab=800, pretrain_steps=400, encoder_pretrain_steps=600, extend_steps=200,
                         eval_docs_decoder=12, eval_docs_encoder=2)
     else:
         plan = LongPlan()

@@ -141,7 +141,8 @@ COMMANDS: list[Command] = [
             examples=("--out {out} --methods mean,clp --adapt-steps 2 --calibrate false --source-model {model} "
                       "--target-tokenizer {target_tokenizer} --helper-model {helper} --target-corpus {text_target}",
                       "--out {out} --quick --methods mean --adapt-steps 2 --calibrate false --vocab-size 300 "
-                      "--source-corpus {text} --target-corpus {text_target}")),
+                      "--source-corpus {text} --target-corpus {text_target}",
+                      "--out {out} --long-context --quick --adapt-steps 2 --vocab-size 300")),
 ]
 
 

@@ -79,6 +79,11 @@ class DemoArgs:
     """torch CPU threads. The demo's models are tiny, so one thread is fastest (more only adds overhead)."""
     overwrite: bool = False
     """Replace an existing output directory."""
+    long_context: bool = False
+    """Instead: the long-context demo (docs/long-context.md): a tiny encoder and decoder trained at 128 tokens, extended
+    to 512 (tiling, Longformer; RoPE linear, YaRN), trained on long blocks; BPB by position against the short model on
+    the text cut to 128 (--quick: 64 -> 256). Reads only --out, --quick, --seed, --threads, --vocab-size, --adapt-steps
+    (steps on long blocks)."""
 
 
 @dataclass
@@ -473,6 +478,10 @@ def finished_demo(args: DemoArgs) -> dict | None:
 
 
 def demo_command(args: DemoArgs) -> int:
+    if args.long_context:
+        from langadapt.demo.long_context import long_context_command
+
+        return long_context_command(args, finished_demo(args))
     if Path(args.out).exists() and not args.overwrite:
         done = finished_demo(args)
         if done is None:

@@ -159,17 +159,6 @@ def synthetic_labels(args: DemoArgs) -> list[str]:
     return known if all(lang in known for lang in pair) else pair
 
 
-def _calibration_text(corpus: Path, path: Path, val_docs: int, docs: int = CALIBRATION_DOCS) -> Path:
-    """Target documents from the TRAINING split (right after the validation ones) to fit the logit scale on."""
-    with open(corpus, encoding="utf-8") as lines, open(path, "w", encoding="utf-8") as f:
-        for i, line in enumerate(lines):
-            if i >= val_docs + docs:
-                break
-            if i >= val_docs:
-                f.write(line)
-    return path
-
-
 def _raw_start_bpb(model_dir: Path, calibration: dict, store: Path, block: int) -> float:
     """Validation BPB of a calibrated transfer with its logit scale undone, scored as the training loop scores
     (``clm_split_bpb`` on the store's validation split): the start without calibration."""
@@ -316,7 +305,8 @@ def run_demo(args: DemoArgs) -> dict:
             helper = str(_pretrain(init, tgt_store, work / "helper_run", plan, plan.helper_steps, args.seed))
 
         info(f"[4/{n}] transfer: {', '.join(methods)}")
-        calibration = _calibration_text(corpus["target"], work / "calibration.jsonl", plan.val_docs) \
+        # target documents of the TRAINING split (right after the validation ones) to fit the logit scale on
+        calibration = write_head(corpus["target"], work / "calibration.jsonl", plan.val_docs, CALIBRATION_DOCS) \
             if args.calibrate else None
         parallel = None
         if parallel_needed:

@@ -144,3 +144,51 @@ def test_cli_transtok_writes_a_loadable_model_with_report(world, tmp_path):
     report = json.loads((tmp_path / "out" / "transfer_report.json").read_text())
     assert report["inputs"]["transtok_copy_overlap"] is True and report["details"]["sentence_pairs"] == 200
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "out").config.vocab_size == len(target)
+
+
+def test_weighting_equals_trans_tokenizers_remap_model(world, tmp_path, monkeypatch):
+    """Parity with the authors' package: ``transtokenizers.remap_model`` given, per target token, our p(s | t) as
+    its (source token, weight) mapping builds the same input and output rows as ``transtok_combine`` for every
+    aligned token. (Its counting — fast_align over words, plus heuristics for numbers, shared strings and special
+    tokens — is its own pipeline; the weighting of the counts is the method, and that is what is compared.)"""
+    transtokenizers = pytest.importorskip("transtokenizers")  # [parity]
+    from transformers import AutoTokenizer
+
+    # trans-tokenizers 0.1.4 reads tokenizer.additional_special_tokens_ids, which transformers 5 removed: give its
+    # tokenizers that attribute (empty: these tokenizers have no extra special tokens) so it runs at all
+    load = AutoTokenizer.from_pretrained
+
+    def with_legacy_attribute(*args, **kwargs):
+        tokenizer = load(*args, **kwargs)
+        tokenizer.additional_special_tokens_ids = []
+        return tokenizer
+
+    monkeypatch.setattr(transtokenizers.transtokenizers.transformers.AutoTokenizer, "from_pretrained",
+                        with_legacy_attribute)
+    _, source, target, _ = world
+    model = tiny_model("llama", len(source), tie_word_embeddings=False)
+    save_model_dir(tmp_path / "src", model, source)
+    target.save_pretrained(tmp_path / "tgt")
+    rng = random.Random(1)
+    n_source, n_target = len(source), len(target)
+    source_ids = [[rng.randrange(n_source) for _ in range(rng.randint(2, 8))] for _ in range(300)]
+    target_ids = [[rng.randrange(n_target) for _ in range(rng.randint(2, 8))] for _ in range(300)]
+    links = [[[(i, j) for i in range(len(s)) for j in range(len(t)) if rng.random() < 0.3]
+              for s, t in zip(source_ids, target_ids)] for _ in range(2)]
+    weights = alignment_weights(link_counts(source_ids, target_ids, links, n_target, n_source))
+    matrices = [model.get_input_embeddings().weight.detach(), model.get_output_embeddings().weight.detach()]
+    ours = transtok_combine(matrices, weights, None)
+
+    dense = weights.to_dense()
+    mapping = []
+    for t in range(n_target):
+        sources = dense[t].nonzero().squeeze(1).tolist()
+        mapping.append((target.convert_ids_to_tokens(t),
+                        [(source.convert_ids_to_tokens(s), float(dense[t, s])) for s in sources]))
+    reference = transtokenizers.remap_model(str(tmp_path / "src"), str(tmp_path / "tgt"), mapping,
+                                            str(tmp_path / "src"))
+    aligned = ours.origin == ORIGIN_COMPUTED
+    assert aligned.sum() > n_target // 2
+    for mine, theirs in zip(ours.matrices, (reference.get_input_embeddings().weight,
+                                            reference.get_output_embeddings().weight)):
+        torch.testing.assert_close(mine[aligned], theirs.detach()[aligned], rtol=1e-5, atol=1e-6)

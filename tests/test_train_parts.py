@@ -227,22 +227,45 @@ def test_resume_at_phase_boundary_and_mid_phase_matches_straight_run(setup):
         {s: v for s, v in boundary_ref.items() if s > 3}
 
 
+KEPT_ENVIRONMENT = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "HF_HOME", "VIRTUAL_ENV", "PYTHONPATH")
+
+
+def clean_environment() -> dict:
+    """A user's environment: the essentials and the offline switches, nothing a test or a library set on the way."""
+    env = {k: os.environ[k] for k in KEPT_ENVIRONMENT if k in os.environ}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", LANGADAPT_QUIET="1",
+               TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def autocast_diagnosis(precision: str, runs: dict) -> str:
+    """What a fresh process reports about CPU autocast right now (for a failure message)."""
+    probe = ("import torch; from langadapt.train.precision import autocast; x = torch.randn(4, 8); "
+             "lin = torch.nn.Linear(8, 8)\n"
+             f"with autocast({precision!r}, torch.device('cpu')): y = lin(x)\n"
+             "print(y.dtype, torch.get_autocast_dtype('cpu'), torch.__version__, torch.get_num_threads())")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=clean_environment())
+    return f"losses {runs}; probe: {proc.stdout.strip()} {proc.stderr.strip()[-500:]}"
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "fp16-mixed"])
 def test_mixed_precision_autocasts_and_keeps_fp32_master_weights(setup, precision):
     root, model, store = setup
     runs = {}
     for p in ("fp32", precision):
         out = root / p
-        # each run in a fresh process: in the full suite, in-process runs here sometimes gave the fp32 and the
-        # mixed loss bit-identical (some earlier test leaves process state behind; not found yet), and the claim
-        # under test is about one run of the command
+        # each run in a fresh process with a clean environment: in the full suite, runs here sometimes gave the
+        # fp32 and the mixed loss bit-identical, in-process and in subprocesses that inherited the suite's
+        # environment (the cause is not found yet; the assertion below prints what would tell it), and the claim
+        # under test is about one run of the command as a user starts it
         proc = subprocess.run([sys.executable, "-m", "langadapt.cli", *base_args(model, store, out, steps=2),
                                "--train.precision", p, "--checkpoint.every", "2"], capture_output=True, text=True,
-                              env=dict(os.environ, LANGADAPT_QUIET="1"), timeout=300)
+                              env=clean_environment(), timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs[p] = read_metrics(out)[1]["loss"]  # step 1: the untouched model's loss
     # autocast really ran (a low-precision forward differs from fp32) and stays close to it
-    assert runs[precision] != runs["fp32"] and runs[precision] == pytest.approx(runs["fp32"], rel=2e-2)
+    assert runs[precision] != runs["fp32"], autocast_diagnosis(precision, runs)
+    assert runs[precision] == pytest.approx(runs["fp32"], rel=2e-2)
     state = torch.load(root / precision / "checkpoints" / "step-2" / "state.pt", weights_only=False)
     tensors = [v for s in state["optimizer"]["state"].values() for k, v in s.items() if k != "step"]
     assert tensors and all(t.dtype == torch.float32 for t in tensors)

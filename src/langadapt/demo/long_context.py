@@ -34,6 +34,7 @@ import torch
 from langadapt.errors import ConfigError, InputError
 from langadapt.eval.bpb import causal_start_id, document_nll, pseudo_log_likelihood
 from langadapt.eval.by_position import PositionTally, bucket_table, token_bytes
+from langadapt.demo.workspace import demo_workspace, write_jsonl
 from langadapt.progress import info
 
 ENCODER_METHODS = ("tile", "longformer")
@@ -249,29 +250,21 @@ def _extend(short: Path, out: Path, method: str, plan: LongPlan) -> Path:
 
 def run_long_context(args, plan: LongPlan | None = None) -> dict:
     """The whole demo into ``args.out`` (a ``DemoArgs`` with ``long_context``); returns the report."""
-    from langadapt.config import save_config
     from langadapt.data.prepare import prepare_store
     from langadapt.demo.synth import generate_languages
-    from langadapt.io.atomic import atomic_dir
     from langadapt.io.models import load_model
     from langadapt.tokenizer.train import train_tokenizer
 
     check_long_context_args(args)
     plan = plan or make_long_plan(args.quick, args.adapt_steps, args.vocab_size)
     n = 7
-    torch.set_num_threads(max(1, args.threads))
     started = time.perf_counter()
-    with atomic_dir(args.out, overwrite=args.overwrite) as out:
-        save_config(args, out)
-        work = out / "work"
-        work.mkdir()
+    with demo_workspace(args) as (out, work):
         info(f"[1/{n}] synthetic long documents (at least {plan.new_max} words each)")
         n_eval = max(plan.eval_docs_decoder, plan.eval_docs_encoder)
         corpus = generate_languages(["en"], mb=plan.mb, seed=args.seed, val_docs=n_eval,
                                     min_doc_words=plan.new_max)["en"]
-        with open(work / "train.jsonl", "w", encoding="utf-8") as handle:
-            for text in corpus["train"]:
-                handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+        write_jsonl(work / "train.jsonl", corpus["train"])
 
         info(f"[2/{n}] tokenizer ({plan.vocab} tokens) and token store")
         tokenizer = train_tokenizer(iter(corpus["train"]), kind="byte-bpe", vocab_size=plan.vocab, mask_token="<mask>")

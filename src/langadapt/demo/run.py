@@ -18,6 +18,7 @@ from typing import Literal, Optional
 
 from langadapt.demo.methods import (EXTEND_KEEP_DOCS, add_steps_to_baseline, format_languages_table, format_table,
                                     parse_methods, score_languages, winner_line, transfer_call, uses_helper, write_head, write_parallel)
+from langadapt.demo.workspace import demo_workspace, write_jsonl
 from langadapt.errors import ConfigError, InputError
 from langadapt.options import Count, ModelPath, OutDir, Seed, SourcePath, TokenizerPath
 from langadapt.progress import info
@@ -117,15 +118,6 @@ def make_plan(args: DemoArgs) -> Plan:
     return plan
 
 
-def _write_jsonl(path: Path, texts) -> int:
-    written = 0
-    with open(path, "w", encoding="utf-8") as handle:
-        for text in texts:
-            handle.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
-            written += 1
-    return written
-
-
 def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
     """One jsonl per language with the validation documents FIRST (prepare splits them off by count)."""
     from langadapt.demo.synth import generate_languages
@@ -138,11 +130,11 @@ def _corpus(args: DemoArgs, plan: Plan, work: Path) -> dict[str, Path]:
     for role, lang, real in (("source", args.source_lang, args.source_corpus), ("target", args.target_lang, args.target_corpus)):
         path = work / f"{role}.jsonl"
         if real is not None:
-            if _write_jsonl(path, iter_documents(real)) <= plan.val_docs:
+            if write_jsonl(path, iter_documents(real)) <= plan.val_docs:
                 raise InputError(f"--{role}-corpus '{real}' has too few documents: the demo holds out the first "
                                  f"{plan.val_docs} for validation and trains on the rest")
         else:
-            _write_jsonl(path, synth[lang]["val"] + synth[lang]["train"])
+            write_jsonl(path, synth[lang]["val"] + synth[lang]["train"])
         paths[role] = path
     return paths
 
@@ -243,9 +235,7 @@ def _plot(curves: dict[str, list[tuple[int, float]]], path: Path, title: str) ->
 
 
 def run_demo(args: DemoArgs) -> dict:
-    from langadapt.config import save_config
     from langadapt.data.prepare import prepare_store
-    from langadapt.io.atomic import atomic_dir
     from langadapt.io.models import load_tokenizer
     from langadapt.transfer import transfer
     from langadapt.train.loop import train
@@ -269,14 +259,8 @@ def run_demo(args: DemoArgs) -> dict:
     if args.finetune_steps and not args.finetune:
         raise ConfigError("--finetune-steps would be ignored: pass --finetune too")
     n = 7 if args.finetune else 6  # steps announced
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
     started = time.perf_counter()
-    with atomic_dir(args.out, overwrite=args.overwrite) as out:
-        save_config(args, out)
-        work = out / "work"
-        work.mkdir()
+    with demo_workspace(args) as (out, work):
         info(f"[1/{n}] corpora ({'synthetic' if not (args.source_corpus and args.target_corpus) else 'given'})")
         corpus = _corpus(args, plan, work)
 

@@ -15,7 +15,7 @@ belongs to another document). EOS is predicted.
 
 Blocks are described by "pieces": a run ``[start, stop)`` of one document *framed* with its BOS/EOS,
 copied to a destination offset of the batch. Both modes reduce to the same vectorized gather, which also
-builds a mixture's blocks of several stores at once (:func:`assemble_blocks` over several :class:`Source`).
+builds a mixture's blocks of several stores at once (:func:`assemble_blocks` over several :class:`Group`).
 Blocks are a pure function of (epoch, index), so ``next_blocks`` builds them ahead, many batches at a time.
 """
 
@@ -54,9 +54,23 @@ class LoaderConfig:
 def ragged_arange(lengths: np.ndarray) -> np.ndarray:
     """``concatenate([arange(n) for n in lengths])`` without a Python loop."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    starts = np.cumsum(lengths) - lengths
-    return np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+    return ramps(np.zeros(len(lengths), dtype=np.int64), lengths)
+
+
+def ramps(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` in one allocation: a cumulative sum
+    of ones with the jumps between runs written in. (Fresh multi-MB temporaries cost more than the arithmetic:
+    each one page-faults its memory in.)"""
+    starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    if (lengths <= 0).any():
+        starts, lengths = starts[lengths > 0], lengths[lengths > 0]
+    out = np.ones(int(lengths.sum()), dtype=np.int64)
+    if len(out):
+        first = np.cumsum(lengths) - lengths
+        out[0] = starts[0]
+        out[first[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+        np.cumsum(out, out=out)
+    return out
 
 
 def split_into_pieces(framed_lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,106 +100,119 @@ def next_fit_block_starts(piece_lengths: np.ndarray, block_size: int) -> np.ndar
 
 @dataclass
 class Pieces:
-    """Runs to copy: framed document ``doc`` positions ``[start, start+length)`` to batch offset ``dst``."""
+    """Runs to copy: framed document ``doc`` positions ``[start, start+length)`` to batch offset ``dst``.
+    ``first_token``: the store offset that framed position ``start`` reads (BOS slots read a neighbour, then
+    are overwritten); ``closes``: the run reaches the framed end (its last position is the EOS slot when EOS is
+    on). Both are fixed by the loader when it plans the pieces, so that assembling pays no lookups."""
 
     doc: np.ndarray
     start: np.ndarray
     length: np.ndarray
     dst: np.ndarray
+    first_token: np.ndarray
+    closes: np.ndarray
+
+    def subset(self, index, dst: np.ndarray) -> "Pieces":
+        """The pieces ``index`` (a slice or mask) with new destinations ``dst``."""
+        return Pieces(self.doc[index], self.start[index], self.length[index], dst, self.first_token[index],
+                      self.closes[index])
+
+    @staticmethod
+    def join(parts: Sequence["Pieces"]) -> "Pieces":
+        if len(parts) == 1:
+            return parts[0]
+        return Pieces(*(np.concatenate([getattr(p, k) for p in parts]) for k in PIECE_FIELDS))
+
+
+PIECE_FIELDS = ("doc", "start", "length", "dst", "first_token", "closes")
+
+
+def plan_pieces(split: StoreSplit, doc_lengths: np.ndarray, doc, start, length, dst, *, lead: int) -> Pieces:
+    """Pieces with their store offsets and framed-end flags (``lead``: 1 when a BOS opens each document)."""
+    return Pieces(doc, start, length, dst, split.offsets[doc].astype(np.int64) + start - lead,
+                  start + length == doc_lengths[doc] + lead + 1)
 
 
 @dataclass
-class Source:
-    """Blocks to build from one split: ``pieces`` (block k of this source at ``dst`` k·T) go to rows ``rows``
-    of the shared batch (None: rows 0, 1, ...). A mixture has one source per language."""
+class Group:
+    """Blocks ``[first, stop)`` of a gather's read order, all read from one store's ``tokens``, through ``id_map``
+    when given (a clone's blocks are its base's documents through the clone's map; BOS, EOS and the fill id must
+    map to themselves). A mixture has one group per language drawn."""
 
-    split: StoreSplit
-    doc_lengths: np.ndarray
-    pieces: Pieces
-    rows: np.ndarray | None = None
-
-
-def gather_pieces(split: StoreSplit, doc_lengths: np.ndarray, pieces: Pieces, total: int, *, bos_id: int | None,
-                  eos_id: int | None, fill_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fill a flat buffer of ``total`` tokens from the framed pieces of one split -> (ids, is_inserted_bos)."""
-    ids, is_bos, _, _ = gather_sources([Source(split, doc_lengths, pieces)], 1, total, bos_id=bos_id, eos_id=eos_id,
-                                       fill_id=fill_id)
-    return ids.reshape(-1), is_bos.reshape(-1)
+    tokens: np.ndarray
+    first: int
+    stop: int
+    id_map: np.ndarray | None = None
 
 
-def gather_sources(sources: Sequence[Source], n: int, block_size: int, *, bos_id: int | None, eos_id: int | None,
-                   fill_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """Fill ``n`` blocks from the pieces of one or more sources -> ids and is_inserted_bos [n, T], covered
-    (which positions a piece wrote; None without padding) and every piece's offset in the flat batch.
+def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, *, order: np.ndarray | None = None,
+                  bos_id: int | None, eos_id: int | None, fill_id: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Fill ``n`` blocks from ``pieces`` -> ids [n, T], the flat offsets of the inserted BOS tokens, covered
+    (which positions a piece wrote; None without padding) and every piece's flat offset.
 
-    Framed position f of document d is BOS (f == 0 when BOS is on), EOS (f == n_d + lead when EOS is on),
-    else token ``offsets[d] + f - lead``. The index arithmetic runs once over the pieces of all sources; then
-    per source one ``take`` from its memmap, written to its rows as whole rows (a mixture's languages
-    interleave by row: no per-token scatter). Where BOS and EOS go is found per piece (a piece starting at 0
-    opens with BOS, one reaching the framed end closes with EOS). A source's pieces are in increasing ``dst``
-    order and do not overlap (as :meth:`BlockLoader.pieces` makes them), so if they hold k·T tokens they tile
-    its k blocks.
+    ``pieces`` are in read order (read block j at ``dst`` j·T, increasing, not overlapping, as
+    :meth:`BlockLoader.pieces` makes them), the blocks of each group consecutive; read block j becomes row
+    ``order[j]`` (identity without ``order``). Framed position f of document d is BOS (f == 0 when BOS is on),
+    EOS (the framed end when EOS is on), else the store token ``first_token`` + (f - start). The index
+    arithmetic runs once over all pieces, then one ``take`` per group into one buffer and one row scatter for
+    all of them: the cost of a mixture does not grow with its languages beyond a ``take`` each.
     """
-    lead = 1 if bos_id is not None else 0
     T = block_size
-    length = np.concatenate([s.pieces.length for s in sources])
-    base = np.concatenate([s.split.offsets[s.pieces.doc].astype(np.int64) + s.pieces.start - lead for s in sources])
-    within = ragged_arange(length)                             # offset inside each piece
-    src = np.repeat(base, length) + within
-    ids = np.empty((n, T), dtype=np.int64) if len(sources) > 1 or sources[0].rows is not None else None
-    covered = None
-    lo = 0
-    for source in sources:
-        p, rows = source.pieces, source.rows
-        k = n if rows is None else len(rows)
-        hi = lo + int(p.length.sum())
+    src = ramps(pieces.first_token, pieces.length)
+    piece_bounds = np.searchsorted(pieces.dst, np.array([g.first for g in groups] + [n], dtype=np.int64) * T)
+    token_bounds = np.concatenate([[0], np.cumsum(pieces.length)])[piece_bounds].tolist()
+    dtype = np.result_type(*[g.tokens.dtype for g in groups])
+    buffer = np.empty(len(src), dtype=dtype)
+    for group, lo, hi in zip(groups, token_bounds, token_bounds[1:]):
         # mode="clip": the BOS/EOS slots read a neighbouring token, overwritten below
-        local = np.take(source.split.tokens.view(np.ndarray), src[lo:hi], mode="clip")
-        local_cov = None
-        if hi - lo != k * T:                                   # padding (packed): scatter into a filled buffer
-            values, local = local, np.full(k * T, fill_id, dtype=local.dtype)
-            at = np.repeat(p.dst, p.length) + within[lo:hi]
-            local[at] = values
-            local_cov = np.zeros(k * T, dtype=bool)
-            local_cov[at] = True
-        if ids is None:
-            ids = local.astype(np.int64).reshape(n, T)
-            covered = None if local_cov is None else local_cov.reshape(n, T)
+        if group.tokens.dtype == dtype:
+            np.take(group.tokens, src[lo:hi], mode="clip", out=buffer[lo:hi])
         else:
-            rows = np.arange(k) if rows is None else rows
-            ids[rows] = local.reshape(k, T)
-            if local_cov is not None:
-                if covered is None:
-                    covered = np.ones((n, T), dtype=bool)
-                covered[rows] = local_cov.reshape(k, T)
-        lo = hi
-    dst = np.concatenate([s.pieces.dst if s.rows is None else
-                          s.pieces.dst + (s.rows[s.pieces.dst // T] - s.pieces.dst // T) * T for s in sources])
-    start = np.concatenate([s.pieces.start for s in sources])
-    flat = ids.reshape(-1)
-    is_bos = np.zeros(n * T, dtype=bool)
+            buffer[lo:hi] = np.take(group.tokens, src[lo:hi], mode="clip")
+    covered = None
+    if len(src) != n * T:                                      # padding (packed): scatter into a filled buffer
+        at = ramps(pieces.dst, pieces.length)
+        flat = np.full(n * T, fill_id, dtype=dtype)
+        flat[at] = buffer
+        covered = np.zeros(n * T, dtype=bool)
+        covered[at] = True
+        covered = covered.reshape(n, T)
+    else:
+        flat = buffer
+    flat = flat.reshape(n, T)
+    if order is None:
+        ids = flat.astype(np.int64)
+    else:
+        ids = np.empty((n, T), dtype=np.int64)
+        ids[order] = flat
+        if covered is not None:
+            covered_rows = np.empty_like(covered)
+            covered_rows[order] = covered
+            covered = covered_rows
+    for group in groups:
+        if group.id_map is not None:
+            rows = slice(group.first, group.stop) if order is None else order[group.first:group.stop]
+            ids[rows] = group.id_map[flat[group.first:group.stop]]
+    dst = pieces.dst if order is None else order[pieces.dst // T] * T + pieces.dst % T
+    out = ids.reshape(-1)
+    bos_at = dst[pieces.start == 0] if bos_id is not None else np.empty(0, dtype=np.int64)
     if bos_id is not None:
-        at = dst[start == 0]
-        flat[at] = bos_id
-        is_bos[at] = True
+        out[bos_at] = bos_id
     if eos_id is not None:
-        framed_end = np.concatenate([s.doc_lengths[s.pieces.doc] for s in sources]) + lead + 1
-        flat[(dst + length - 1)[start + length == framed_end]] = eos_id
-    return ids, is_bos.reshape(n, T), covered, dst
+        out[(dst + pieces.length - 1)[pieces.closes]] = eos_id
+    return ids, bos_at, covered, dst
 
 
-def assemble_blocks(sources: Sequence[Source], n: int, block_size: int, mode: str, *, bos_id: int | None,
-                    eos_id: int | None, fill_id: int, row_maps: Sequence[tuple[np.ndarray, np.ndarray]] = ()
+def assemble_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, mode: str, *,
+                    order: np.ndarray | None = None, bos_id: int | None, eos_id: int | None, fill_id: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` blocks from the pieces of one or more sources -> ids, labels, position ids, each [n, block_size].
-    ``row_maps``: (rows, id map) pairs applied to those rows' ids before the labels are made from them (a
-    clone's blocks are its base's through its map; the labels follow, IGNORE stays IGNORE)."""
+    """``n`` blocks (see :func:`gather_blocks`) -> ids, labels, position ids, each [n, block_size]."""
     T = block_size
-    ids, is_bos, covered, dst = gather_sources(sources, n, T, bos_id=bos_id, eos_id=eos_id, fill_id=fill_id)
-    for rows, mapping in row_maps:
-        ids[rows] = np.take(mapping, ids[rows])
+    ids, bos_at, covered, dst = gather_blocks(pieces, groups, n, T, order=order, bos_id=bos_id, eos_id=eos_id,
+                                              fill_id=fill_id)
     labels = ids.copy()
-    labels[is_bos] = IGNORE
+    labels.reshape(-1)[bos_at] = IGNORE
     if mode == "concat":
         return ids, labels, np.tile(np.arange(T, dtype=np.int64), (n, 1))
     labels, covered = labels.reshape(-1), (np.ones(n * T, dtype=bool) if covered is None else covered.reshape(-1))
@@ -223,6 +250,7 @@ class BlockLoader:
         self.micro_batch_size = micro_batch_size
         self.bos_id = bos_id if config.add_bos else None
         self.eos_id = eos_id if config.add_eos else None
+        self._lead = 1 if self.bos_id is not None else 0
         self.pad_id = pad_id if pad_id is not None else (eos_id if eos_id is not None else 0)
         self.seed, self.rank, self.world_size, self.lang_id = seed, rank, world_size, lang_id
         self.doc_lengths = split.doc_lengths()
@@ -273,8 +301,8 @@ class BlockLoader:
         doc_lo = ends[slot] - framed[slot]                          # stream offset of the framed document
         take_lo = np.maximum(doc_lo, lo[row])
         take_hi = np.minimum(ends[slot], lo[row] + T)
-        return Pieces(doc=self._slot_doc[slot], start=take_lo - doc_lo, length=take_hi - take_lo,
-                      dst=row * T + (take_lo - lo[row]))
+        return plan_pieces(self.split, self.doc_lengths, self._slot_doc[slot], take_lo - doc_lo, take_hi - take_lo,
+                           row * T + (take_lo - lo[row]), lead=self._lead)
 
     def _packed_pieces(self, blocks: np.ndarray) -> Pieces:
         T = self.config.block_size
@@ -285,8 +313,8 @@ class BlockLoader:
         length = self._piece_len[piece]
         in_block = np.cumsum(length) - length                       # running offset, reset per block below
         in_block -= np.repeat(in_block[np.cumsum(counts) - counts], counts)
-        return Pieces(doc=self._piece_doc[piece], start=self._piece_start[piece], length=length,
-                      dst=row * T + in_block)
+        return plan_pieces(self.split, self.doc_lengths, self._piece_doc[piece], self._piece_start[piece], length,
+                           row * T + in_block, lead=self._lead)
 
     def pieces(self, indices) -> Pieces:
         """The pieces of blocks ``indices`` of this rank's share of the current epoch, block k at ``dst`` k·T."""
@@ -296,8 +324,9 @@ class BlockLoader:
     def blocks(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Blocks ``indices`` of this rank's share of the current epoch -> ids, labels, position ids, each [n, T]."""
         n = np.asarray(indices).size
-        return assemble_blocks([Source(self.split, self.doc_lengths, self.pieces(indices))], n, self.config.block_size,
-                               self.config.mode, bos_id=self.bos_id, eos_id=self.eos_id, fill_id=self.pad_id)
+        return assemble_blocks(self.pieces(indices), [Group(self.split.tokens.view(np.ndarray), 0, n)], n,
+                               self.config.block_size, self.config.mode, bos_id=self.bos_id, eos_id=self.eos_id,
+                               fill_id=self.pad_id)
 
     def block(self, index: int):
         """Block ``index`` of this rank's share of the current epoch: (ids, labels, position ids), each [T]."""
@@ -328,10 +357,7 @@ class BlockLoader:
             parts.append(p)
             segments.append((epoch, first, take))
             done += take
-        if len(parts) == 1:
-            return parts[0], segments
-        return Pieces(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("doc", "start", "length", "dst"))), \
-            segments
+        return Pieces.join(parts), segments
 
     def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The next ``n`` blocks in order (crossing into new epochs as needed), each array [n, T].

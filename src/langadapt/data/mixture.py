@@ -16,8 +16,8 @@ from typing import Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from langadapt.data.loader import (IGNORE, READ_AHEAD_TOKENS, BlockLoader, LoaderConfig, Source, assemble_blocks,
-                                   to_batch)
+from langadapt.data.loader import (READ_AHEAD_TOKENS, BlockLoader, Group, LoaderConfig, Pieces, assemble_blocks,
+                                   ramps, to_batch)
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, InputError, StoreError
 from langadapt.options import Count, Fraction, PositiveFloat, Seed, check_options
@@ -200,7 +200,17 @@ class MixtureLoader:
         self._drawn = 0  # blocks drawn, those built ahead included
         self._ahead = None  # (ids, labels, positions, langs) of the blocks built ahead; _served of them handed out
         self._served = 0
+        # as a single store's: larger refills measured slower here (arrays of 4 MB and more get huge pages,
+        # whose first touch costs more than the refills saved)
         self._ahead_cap = max(1, READ_AHEAD_TOKENS // config.block_size)
+        # per base language its next blocks planned ahead (pieces), so that a refill does no per-language planning
+        self._queues = self._new_queues()
+        self._table = None  # the queues' pieces joined: (pieces, first piece of every planned block, block offsets)
+        self._maps = [None] * len(self.base_languages) + list(self.clone_maps)
+
+    def _new_queues(self) -> list["BlockQueue"]:
+        # each language plans its pieces for 4 refills' worth of blocks at a time (small arrays)
+        return [BlockQueue(self.loaders[lang], 4 * self._ahead_cap) for lang in self.base_languages]
 
     # ---- probabilities -------------------------------------------------------------------------------
     def _stages(self, probabilities, schedule, total_blocks, alpha, sizes) -> list[dict[str, float]]:
@@ -254,29 +264,58 @@ class MixtureLoader:
         return np.minimum((uniforms[:, None] >= self._cdf[stage]).sum(axis=1), len(self.languages) - 1)
 
     def _fill(self, n: int) -> None:
-        """Build the next ``n`` blocks of the mixture at once: per language one read of its blocks, per clone one
-        fancy index of its rows' ids. Remembers the state before them, so that ``state_dict`` can name any
-        point inside."""
-        self._before = {"loaders": {lang: l.state_dict() for lang, l in self.loaders.items()},
-                        "rng": self._rng.bit_generator.state, "blocks_drawn": self._drawn}
+        """Build the next ``n`` blocks of the mixture at once: per block its language, per language its next planned
+        blocks (by index into the queues' joined pieces), then one assembly: one ``take`` per language drawn and one
+        row scatter. Remembers where the queues stood, so that ``state_dict`` can name any point inside."""
+        self._before = {"rng": self._rng.bit_generator.state, "blocks_drawn": self._drawn}
         langs = self._draw_languages(self._drawn, n)
         base_of = self._base_of[langs]
+        counts = np.bincount(base_of, minlength=len(self.base_languages))
+        replanned = [queue.ensure(c) for queue, c in zip(self._queues, counts.tolist()) if c]
+        if self._table is None or any(replanned):
+            self._table = self._join_queues()
+        pieces, block_start, offsets = self._table
+        self._used_before = [q.used for q in self._queues]
+        # each block's index among its base language's blocks of this refill (the order they are taken in)
+        by_base = np.argsort(base_of, kind="stable")
+        rank = np.empty(n, dtype=np.int64)
+        rank[by_base] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        planned = (offsets + np.asarray(self._used_before))[base_of] + rank
+        for queue, c in zip(self._queues, counts.tolist()):
+            queue.used += c
+        # read grouped by language (a clone's blocks through its map), scattered back to the drawn rows
+        order = np.argsort(langs, kind="stable")
+        read = planned[order]
+        first, per_block = block_start[read], block_start[read + 1] - block_start[read]
+        index = ramps(first, per_block)
         T = self.block_size
-        self._segments, sources = {}, []
-        for b, lang in enumerate(self.base_languages):
-            rows = np.flatnonzero(base_of == b)
-            if len(rows):  # blocks of one language are taken in order, whichever rows they land in
-                loader = self.loaders[lang]
-                pieces, self._segments[lang] = loader.take_pieces(len(rows))
-                sources.append(Source(loader.split, loader.doc_lengths, pieces, rows))
-        clones = [(rows, mapping) for c, mapping in enumerate(self.clone_maps)
-                  if len(rows := np.flatnonzero(langs == len(self.base_languages) + c))]
-        first = next(iter(self.loaders.values()))
-        ids, labels, positions = assemble_blocks(sources, n, T, first.config.mode, bos_id=first.bos_id,
-                                                 eos_id=first.eos_id, fill_id=first.pad_id, row_maps=clones)
+        dst = np.repeat(np.arange(n, dtype=np.int64) * T, per_block) + pieces.dst[index] % T
+        read_pieces = pieces.subset(index, dst)
+        lang_counts = np.bincount(langs, minlength=len(self.languages)).tolist()
+        groups, at = [], 0
+        for li, c in enumerate(lang_counts):
+            if c:
+                tokens = self.loaders[self.base_languages[self._base_of[li]]].split.tokens.view(np.ndarray)
+                groups.append(Group(tokens, at, at + c, self._maps[li]))
+                at += c
+        first_loader = self.loaders[self.base_languages[0]]
+        ids, labels, positions = assemble_blocks(read_pieces, groups, n, T, first_loader.config.mode, order=order,
+                                                 bos_id=first_loader.bos_id, eos_id=first_loader.eos_id,
+                                                 fill_id=first_loader.pad_id)
         self._ahead = (ids, labels, positions, langs)
         self._served = 0
         self._drawn += n
+
+    def _join_queues(self) -> tuple[Pieces, np.ndarray, np.ndarray]:
+        """All queues' planned pieces as one table: pieces, the first piece of every planned block (and a final
+        end), and each queue's first block in it."""
+        queues = [q for q in self._queues if q.pieces is not None]
+        pieces = Pieces.join([q.pieces for q in queues])
+        sizes = [q.planned if q.pieces is not None else 0 for q in self._queues]
+        offsets = np.cumsum([0] + sizes[:-1]).astype(np.int64)
+        piece_offsets = np.cumsum([0] + [len(q.pieces.doc) for q in queues])
+        block_start = np.concatenate([q.bounds[:-1] + o for q, o in zip(queues, piece_offsets)] + [[piece_offsets[-1]]])
+        return pieces, block_start.astype(np.int64), offsets
 
     def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The next ``n`` blocks: ids, labels, positions [n, T] and language ids [n].
@@ -311,20 +350,17 @@ class MixtureLoader:
 
     def state_dict(self) -> dict:
         """Where the blocks handed out so far end: blocks built ahead and not yet handed out are not counted."""
-        if self._ahead is None or self._served == len(self._ahead[3]):
-            loaders, rng = {lang: l.state_dict() for lang, l in self.loaders.items()}, self._rng.bit_generator.state
-        else:  # replay the part of the read-ahead handed out: per language the blocks taken, the draws made
-            before = self._before
-            counts = np.bincount(self._base_of[self._ahead[3][:self._served]], minlength=len(self.base_languages))
-            loaders = {}
-            for b, lang in enumerate(self.base_languages):
-                loaders[lang] = dict(before["loaders"][lang])
-                if counts[b]:
-                    loaders[lang].update(_position_after(self._segments[lang], int(counts[b])))
+        if self._ahead is None:
+            used, rng = [q.used for q in self._queues], self._rng.bit_generator.state
+        else:  # the part of the read-ahead handed out: per language the blocks taken, the draws made
+            served = self._ahead[3][:self._served]
+            used = np.asarray(self._used_before) + np.bincount(self._base_of[served], minlength=len(self._queues))
             replay = np.random.Generator(type(self._rng.bit_generator)())
-            replay.bit_generator.state = before["rng"]
+            replay.bit_generator.state = self._before["rng"]
             replay.random(self._served)
             rng = replay.bit_generator.state
+        loaders = {lang: {**self.loaders[lang].state_dict(), **queue.position_after(int(k))}
+                   for lang, queue, k in zip(self.base_languages, self._queues, used)}
         return {"loaders": loaders, "rng": rng, "blocks_drawn": self.blocks_drawn, "languages": list(self.languages)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -333,9 +369,68 @@ class MixtureLoader:
                               f"this run has {self.languages}; resume with the same data settings")
         for lang, loader in self.loaders.items():
             loader.load_state_dict(state["loaders"][lang])
+        self._queues = self._new_queues()
+        self._table = None
         self._rng.bit_generator.state = state["rng"]
         self._drawn = int(state["blocks_drawn"])
         self._ahead = None
+
+
+class BlockQueue:
+    """One language's next blocks, planned ahead as pieces (they may span epochs): a mixture takes them by index,
+    ``used`` at a time, and the language's position after any number of them is known (for ``state_dict``).
+    The loader's own position runs ahead of what was used; ``position_after`` names the real one."""
+
+    def __init__(self, loader: BlockLoader, chunk: int):
+        self.loader, self.chunk = loader, chunk
+        self.pieces: Pieces | None = None
+        self.bounds = np.zeros(1, dtype=np.int64)  # first piece of every planned block, and the end
+        self.segments: list[tuple[int, int, int]] = []  # (epoch, first index, count) of the planned blocks
+        self.used = 0
+
+    @property
+    def planned(self) -> int:
+        return len(self.bounds) - 1
+
+    def ensure(self, n: int) -> bool:
+        """Plan until at least ``n`` unused blocks are planned (dropping the used ones); True if the plan changed."""
+        left = self.planned - self.used
+        if left >= n:
+            return False
+        T = self.loader.config.block_size
+        # a zero-length segment where the loader stands names that position (an epoch's end stays "epoch e,
+        # position = its length", as a loader that has not planned ahead says it)
+        marker = (self.loader.epoch, self.loader.position, 0)
+        more, segments = self.loader.take_pieces(max(n - left, min(self.chunk, self.loader.blocks_per_epoch)))
+        more.dst += left * T
+        if self.pieces is not None and left:
+            lo = int(self.bounds[self.used])
+            kept = self.pieces.subset(slice(lo, None), self.pieces.dst[lo:] - self.used * T)
+            more = Pieces.join([kept, more])
+        self.pieces = more
+        self.bounds = np.searchsorted(more.dst, np.arange(left + sum(s[2] for s in segments) + 1) * T)
+        self.bounds[-1] = len(more.doc)
+        self.segments = _drop_blocks(self.segments, self.used) + [marker] + segments
+        self.used = 0
+        return True
+
+    def position_after(self, count: int) -> dict:
+        """The language's epoch and position after ``count`` of the planned blocks."""
+        if not self.segments:
+            return {"epoch": self.loader.epoch, "position": self.loader.position}
+        return _position_after(self.segments, count)
+
+
+def _drop_blocks(segments: list[tuple[int, int, int]], count: int) -> list[tuple[int, int, int]]:
+    """The segments without their first ``count`` blocks."""
+    out = []
+    for epoch, first, take in segments:
+        if count > take:
+            count -= take
+            continue
+        out.append((epoch, first + count, take - count))  # dropped to its end: kept as a zero-length marker
+        count = 0
+    return out
 
 
 def _position_after(segments: list[tuple[int, int, int]], count: int) -> dict:

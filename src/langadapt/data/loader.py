@@ -135,18 +135,21 @@ def plan_pieces(split: StoreSplit, doc_lengths: np.ndarray, doc, start, length, 
 
 @dataclass
 class Group:
-    """Blocks ``[first, stop)`` of a gather's read order, all read from one store's ``tokens``, through ``id_map``
-    when given (a clone's blocks are its base's documents through the clone's map; BOS, EOS and the fill id must
-    map to themselves). A mixture has one group per language drawn."""
+    """Blocks ``[first, stop)`` of a gather's read order, all read from one store's ``tokens`` (a mixture has one
+    group per language drawn)."""
 
     tokens: np.ndarray
     first: int
     stop: int
-    id_map: np.ndarray | None = None
+
+
+IdMaps = Sequence[tuple[np.ndarray, np.ndarray]]
+"""(read blocks, id map) pairs: those blocks' ids go through the map (a clone's blocks are its base's documents
+through the clone's map; BOS, EOS and the fill id must map to themselves)."""
 
 
 def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, *, order: np.ndarray | None = None,
-                  bos_id: int | None, eos_id: int | None, fill_id: int
+                  maps: IdMaps = (), bos_id: int | None, eos_id: int | None, fill_id: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """Fill ``n`` blocks from ``pieces`` -> ids [n, T], the flat offsets of the inserted BOS tokens, covered
     (which positions a piece wrote; None without padding) and every piece's flat offset.
@@ -190,10 +193,8 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
             covered_rows = np.empty_like(covered)
             covered_rows[order] = covered
             covered = covered_rows
-    for group in groups:
-        if group.id_map is not None:
-            rows = slice(group.first, group.stop) if order is None else order[group.first:group.stop]
-            ids[rows] = group.id_map[flat[group.first:group.stop]]
+    for read, mapping in maps:
+        ids[read if order is None else order[read]] = np.take(mapping, flat[read])
     dst = pieces.dst if order is None else order[pieces.dst // T] * T + pieces.dst % T
     out = ids.reshape(-1)
     bos_at = dst[pieces.start == 0] if bos_id is not None else np.empty(0, dtype=np.int64)
@@ -205,12 +206,12 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
 
 
 def assemble_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, mode: str, *,
-                    order: np.ndarray | None = None, bos_id: int | None, eos_id: int | None, fill_id: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    order: np.ndarray | None = None, maps: IdMaps = (), bos_id: int | None, eos_id: int | None,
+                    fill_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` blocks (see :func:`gather_blocks`) -> ids, labels, position ids, each [n, block_size]."""
     T = block_size
-    ids, bos_at, covered, dst = gather_blocks(pieces, groups, n, T, order=order, bos_id=bos_id, eos_id=eos_id,
-                                              fill_id=fill_id)
+    ids, bos_at, covered, dst = gather_blocks(pieces, groups, n, T, order=order, maps=maps, bos_id=bos_id,
+                                              eos_id=eos_id, fill_id=fill_id)
     labels = ids.copy()
     labels.reshape(-1)[bos_at] = IGNORE
     if mode == "concat":

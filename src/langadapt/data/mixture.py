@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from langadapt.data.loader import (READ_AHEAD_TOKENS, BlockLoader, Group, LoaderConfig, Pieces, assemble_blocks,
-                                   ramps, to_batch)
+                                   to_batch)
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, InputError, StoreError
 from langadapt.options import Count, Fraction, PositiveFloat, Seed, check_options
@@ -200,13 +200,14 @@ class MixtureLoader:
         self._drawn = 0  # blocks drawn, those built ahead included
         self._ahead = None  # (ids, labels, positions, langs) of the blocks built ahead; _served of them handed out
         self._served = 0
-        # as a single store's: larger refills measured slower here (arrays of 4 MB and more get huge pages,
-        # whose first touch costs more than the refills saved)
+        # as a single store's: twice as large measured slower here, not faster (caches), although a mixture
+        # refill's fixed cost is higher
         self._ahead_cap = max(1, READ_AHEAD_TOKENS // config.block_size)
         # per base language its next blocks planned ahead (pieces), so that a refill does no per-language planning
         self._queues = self._new_queues()
-        self._table = None  # the queues' pieces joined: (pieces, first piece of every planned block, block offsets)
-        self._maps = [None] * len(self.base_languages) + list(self.clone_maps)
+        # the maps as read: int32 when the ids fit (half the table, which must stay in cache: a lookup per token)
+        small = self.required_vocab_size is not None and self.required_vocab_size < 2 ** 31
+        self._maps = [None] * len(self.base_languages) + [m.astype(np.int32) if small else m for m in self.clone_maps]
 
     def _new_queues(self) -> list["BlockQueue"]:
         # each language plans its pieces for 4 refills' worth of blocks at a time (small arrays)
@@ -264,58 +265,41 @@ class MixtureLoader:
         return np.minimum((uniforms[:, None] >= self._cdf[stage]).sum(axis=1), len(self.languages) - 1)
 
     def _fill(self, n: int) -> None:
-        """Build the next ``n`` blocks of the mixture at once: per block its language, per language its next planned
-        blocks (by index into the queues' joined pieces), then one assembly: one ``take`` per language drawn and one
-        row scatter. Remembers where the queues stood, so that ``state_dict`` can name any point inside."""
+        """Build the next ``n`` blocks of the mixture at once: per block its language; read grouped by base language
+        (each language's blocks of this refill are the next ones of its queue: one slice of its planned pieces),
+        one ``take`` per language, one row scatter back to the drawn rows, a clone's rows through its map.
+        Remembers where the queues stood, so that ``state_dict`` can name any point inside."""
         self._before = {"rng": self._rng.bit_generator.state, "blocks_drawn": self._drawn}
         langs = self._draw_languages(self._drawn, n)
         base_of = self._base_of[langs]
-        counts = np.bincount(base_of, minlength=len(self.base_languages))
-        replanned = [queue.ensure(c) for queue, c in zip(self._queues, counts.tolist()) if c]
-        if self._table is None or any(replanned):
-            self._table = self._join_queues()
-        pieces, block_start, offsets = self._table
-        self._used_before = [q.used for q in self._queues]
-        # each block's index among its base language's blocks of this refill (the order they are taken in)
-        by_base = np.argsort(base_of, kind="stable")
-        rank = np.empty(n, dtype=np.int64)
-        rank[by_base] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
-        planned = (offsets + np.asarray(self._used_before))[base_of] + rank
-        for queue, c in zip(self._queues, counts.tolist()):
-            queue.used += c
-        # read grouped by language (a clone's blocks through its map), scattered back to the drawn rows
-        order = np.argsort(langs, kind="stable")
-        read = planned[order]
-        first, per_block = block_start[read], block_start[read + 1] - block_start[read]
-        index = ramps(first, per_block)
+        order = np.argsort(base_of, kind="stable")  # read block j is drawn row order[j]
         T = self.block_size
-        dst = np.repeat(np.arange(n, dtype=np.int64) * T, per_block) + pieces.dst[index] % T
-        read_pieces = pieces.subset(index, dst)
-        lang_counts = np.bincount(langs, minlength=len(self.languages)).tolist()
-        groups, at = [], 0
-        for li, c in enumerate(lang_counts):
-            if c:
-                tokens = self.loaders[self.base_languages[self._base_of[li]]].split.tokens.view(np.ndarray)
-                groups.append(Group(tokens, at, at + c, self._maps[li]))
-                at += c
-        first_loader = self.loaders[self.base_languages[0]]
-        ids, labels, positions = assemble_blocks(read_pieces, groups, n, T, first_loader.config.mode, order=order,
-                                                 bos_id=first_loader.bos_id, eos_id=first_loader.eos_id,
-                                                 fill_id=first_loader.pad_id)
+        self._used_before = [q.used for q in self._queues]
+        parts, groups, at = [], [], 0
+        for b, c in enumerate(np.bincount(base_of, minlength=len(self._queues)).tolist()):
+            if not c:
+                continue
+            queue = self._queues[b]
+            queue.ensure(c)  # may drop the used blocks: where it stands is read after it
+            self._used_before[b] = queue.used
+            lo, hi = int(queue.bounds[queue.used]), int(queue.bounds[queue.used + c])
+            parts.append(queue.pieces.subset(slice(lo, hi), queue.pieces.dst[lo:hi] + (at - queue.used) * T))
+            groups.append(Group(queue.loader.split.tokens.view(np.ndarray), at, at + c))
+            queue.used += c
+            at += c
+        maps = []
+        if self.clone_maps:
+            read_langs = langs[order]
+            for li, mapping in enumerate(self._maps):
+                if mapping is not None and len(rows := np.flatnonzero(read_langs == li)):
+                    maps.append((rows, mapping))
+        first_loader = self._queues[0].loader
+        ids, labels, positions = assemble_blocks(Pieces.join(parts), groups, n, T, first_loader.config.mode,
+                                                 order=order, maps=maps, bos_id=first_loader.bos_id,
+                                                 eos_id=first_loader.eos_id, fill_id=first_loader.pad_id)
         self._ahead = (ids, labels, positions, langs)
         self._served = 0
         self._drawn += n
-
-    def _join_queues(self) -> tuple[Pieces, np.ndarray, np.ndarray]:
-        """All queues' planned pieces as one table: pieces, the first piece of every planned block (and a final
-        end), and each queue's first block in it."""
-        queues = [q for q in self._queues if q.pieces is not None]
-        pieces = Pieces.join([q.pieces for q in queues])
-        sizes = [q.planned if q.pieces is not None else 0 for q in self._queues]
-        offsets = np.cumsum([0] + sizes[:-1]).astype(np.int64)
-        piece_offsets = np.cumsum([0] + [len(q.pieces.doc) for q in queues])
-        block_start = np.concatenate([q.bounds[:-1] + o for q, o in zip(queues, piece_offsets)] + [[piece_offsets[-1]]])
-        return pieces, block_start.astype(np.int64), offsets
 
     def next_blocks(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The next ``n`` blocks: ids, labels, positions [n, T] and language ids [n].
@@ -370,7 +354,6 @@ class MixtureLoader:
         for lang, loader in self.loaders.items():
             loader.load_state_dict(state["loaders"][lang])
         self._queues = self._new_queues()
-        self._table = None
         self._rng.bit_generator.state = state["rng"]
         self._drawn = int(state["blocks_drawn"])
         self._ahead = None

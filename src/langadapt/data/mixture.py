@@ -282,10 +282,8 @@ class MixtureLoader:
             queue = self._queues[b]
             queue.ensure(c)  # may drop the used blocks: where it stands is read after it
             self._used_before[b] = queue.used
-            lo, hi = int(queue.bounds[queue.used]), int(queue.bounds[queue.used + c])
-            parts.append(queue.pieces.subset(slice(lo, hi), queue.pieces.dst[lo:hi] + (at - queue.used) * T))
-            groups.append(Group(queue.loader.split.tokens.view(np.ndarray), at, at + c))
-            queue.used += c
+            parts.append(queue.take(c, at))
+            groups.append(Group(queue.tokens, at, at + c))
             at += c
         maps = []
         if self.clone_maps:
@@ -370,6 +368,8 @@ class BlockQueue:
         self.bounds = np.zeros(1, dtype=np.int64)  # first piece of every planned block, and the end
         self.segments: list[tuple[int, int, int]] = []  # (epoch, first index, count) of the planned blocks
         self.used = 0
+        self.tokens = loader.split.tokens.view(np.ndarray)
+        self._bounds = [0]  # bounds as Python ints: a refill reads two of them per language
 
     @property
     def planned(self) -> int:
@@ -393,9 +393,19 @@ class BlockQueue:
         self.pieces = more
         self.bounds = np.searchsorted(more.dst, np.arange(left + sum(s[2] for s in segments) + 1) * T)
         self.bounds[-1] = len(more.doc)
+        self._bounds = self.bounds.tolist()
         self.segments = _drop_blocks(self.segments, self.used) + [marker] + segments
         self.used = 0
         return True
+
+    def take(self, n: int, at: int) -> Pieces:
+        """The pieces of the next ``n`` planned blocks (``ensure(n)`` first), as read blocks ``at``, ``at + 1``, ..."""
+        lo, hi = self._bounds[self.used], self._bounds[self.used + n]
+        p = self.pieces
+        shift = (at - self.used) * self.loader.config.block_size
+        self.used += n
+        return Pieces(p.doc[lo:hi], p.start[lo:hi], p.length[lo:hi], p.dst[lo:hi] + shift, p.first_token[lo:hi],
+                      p.closes[lo:hi])
 
     def position_after(self, count: int) -> dict:
         """The language's epoch and position after ``count`` of the planned blocks."""

@@ -1,24 +1,31 @@
 """Mixture loader cost: batches/s of a MixtureLoader over 5 languages with 2 clones of the first, against one
-BlockLoader over a single store, in the same run (issue 12: the mixture must cost no more than bookkeeping,
-target ratio >= 0.9).
+BlockLoader over a single store (issue 12: the mixture must cost no more than bookkeeping, target ratio >= 0.9).
 
-Each language's store holds --tokens synthetic tokens (documents of geometric length, ids < 32000). The
-baseline is a single store holding as many tokens as the five together: reading 5x the data costs the single
-loader itself ~20% on this machine (caches), which is not the mixture's bookkeeping. The ratio against a
-single store of one language's size is printed too. All loaders draw micro-batches of --batch blocks of
---block tokens, concat mode, as training does (``next_batch``). They build blocks ahead (many batches at a
-time), so a single batch's time says little: each is timed over whole runs of --batches batches (refills and
-epoch changes included), the loaders alternating, --repeats times; prints the median of each and the ratios
-in batches per second.
+Each language's store holds --tokens synthetic tokens (documents of geometric length, ids < 32000). Baselines:
+a single store holding as many tokens as the five together (the same data volume), and one of a single
+language's size. All loaders draw micro-batches of --batch blocks of --block tokens, concat mode, as training
+does (``next_batch``). They build blocks ahead (many batches at a time), so a single batch's time says little:
+each is timed over whole runs of --batches batches (refills and epoch changes included), 5 runs, median.
+
+Each loader is timed in its own fresh process, as it runs in training (one loader per process). In one process
+the loaders' multi-MB arrays share the heap, and which one is slowed by that depends on their order and sizes:
+--same-process shows it (the same mixture measured ~0.75x there and ~1.2x in its own process). A repeat starts
+the three processes back to back; the ratio is taken within each repeat (the machine's speed drifts between
+repeats) and the median and quartiles of the paired ratios over --repeats repeats are printed, in CPU time
+(what to compare on a shared machine: it does not count the time other processes hold the cores).
 
     python benchmarks/mixture_speed.py                  # 5 x 2M tokens (+ a 10M-token single store)
     python benchmarks/mixture_speed.py --tokens 500000  # quicker
+    python benchmarks/mixture_speed.py --same-process   # all loaders in this process, alternating
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +37,7 @@ from langadapt.data.mixture import CloneConfig, MixtureConfig, MixtureLoader
 from langadapt.data.store import StoreWriter, TokenStore
 
 BOS, EOS, VOCAB = 1, 2, 32000
+LOADERS = ("single", "single (one language's size)", "mixture")
 
 
 def make_store(path: Path, tokens: int, seed: int) -> TokenStore:
@@ -46,47 +54,71 @@ def make_store(path: Path, tokens: int, seed: int) -> TokenStore:
 
 
 def seconds_per_batch(loader, batches: int) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) per batch over ``batches`` batches. CPU time is what to compare on a shared
-    machine: it does not count the time other processes hold the cores."""
+    """(CPU seconds, wall seconds) per batch over ``batches`` batches."""
     cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(batches):
         loader.next_batch()
     return (time.process_time() - cpu) / batches, (time.perf_counter() - wall) / batches
 
 
+def make_loader(name: str, root: Path, batch: int, block: int):
+    if name == "mixture":
+        splits = {f"l{i}": TokenStore.open(root / f"l{i}").split("train") for i in range(5)}
+        config = MixtureConfig(block_size=block, probabilities="uniform", clones=CloneConfig(num_clones=2, p_clone=0.5))
+        return MixtureLoader(splits, config, micro_batch_size=batch, bos_id=BOS, eos_id=EOS, vocab_size=VOCAB)
+    store = TokenStore.open(root / ("all" if name == "single" else "l0"))
+    return BlockLoader(store.split("train"), LoaderConfig(block_size=block), micro_batch_size=batch, bos_id=BOS,
+                       eos_id=EOS, seed=0)
+
+
+def time_loader(loader, batches: int, runs: int = 5) -> tuple[float, float]:
+    """Median (CPU, wall) seconds per batch over ``runs`` runs of ``batches``, after a warm-up run."""
+    seconds_per_batch(loader, batches)  # warm the page cache and the code paths
+    times = [seconds_per_batch(loader, batches) for _ in range(runs)]
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
+def child(argv: list[str]) -> None:
+    """``--child NAME ROOT BATCH BLOCK BATCHES``: time one loader, print (cpu, wall) as JSON."""
+    name, root, batch, block, batches = argv[0], Path(argv[1]), *map(int, argv[2:5])
+    print(json.dumps(time_loader(make_loader(name, root, batch, block), batches)))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        return child(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=2_000_000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--block", type=int, default=2048)
     parser.add_argument("--batches", type=int, default=400)
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--same-process", action="store_true",
+                        help="time all loaders in this process, alternating (shows the shared-heap effect)")
     args = parser.parse_args()
-    config = LoaderConfig(block_size=args.block)
+    times = {name: [] for name in LOADERS}
     with tempfile.TemporaryDirectory() as tmp:
-        stores = {f"l{i}": make_store(Path(tmp) / f"l{i}", args.tokens, i) for i in range(5)}
-        splits = {k: s.split("train") for k, s in stores.items()}
-        same_size = make_store(Path(tmp) / "all", 5 * args.tokens, 9).split("train")
-        loaders = {
-            "single": BlockLoader(same_size, config, micro_batch_size=args.batch, bos_id=BOS, eos_id=EOS, seed=0),
-            "single (one language's size)": BlockLoader(splits["l0"], config, micro_batch_size=args.batch,
-                                                        bos_id=BOS, eos_id=EOS, seed=0),
-            "mixture": MixtureLoader(splits, MixtureConfig(block_size=args.block, probabilities="uniform",
-                                                           clones=CloneConfig(num_clones=2, p_clone=0.5)),
-                                     micro_batch_size=args.batch, bos_id=BOS, eos_id=EOS, vocab_size=VOCAB)}
-        for loader in loaders.values():  # warm the page cache and the code paths
-            seconds_per_batch(loader, 100)
-        times = {name: [] for name in loaders}
+        root = Path(tmp)
+        for i in range(5):
+            make_store(root / f"l{i}", args.tokens, i)
+        make_store(root / "all", 5 * args.tokens, 9)
+        if args.same_process:
+            loaders = {name: make_loader(name, root, args.batch, args.block) for name in LOADERS}
         for _ in range(args.repeats):
-            for name, loader in loaders.items():
-                times[name].append(seconds_per_batch(loader, args.batches))
-    small = "single (one language's size)"
+            for name in LOADERS:
+                if args.same_process:
+                    times[name].append(time_loader(loaders[name], args.batches, runs=1))
+                    continue
+                out = subprocess.run([sys.executable, __file__, "--child", name, str(root), str(args.batch),
+                                      str(args.block), str(args.batches)], capture_output=True, text=True, check=True)
+                times[name].append(tuple(json.loads(out.stdout)))
+    where = "all loaders in one process" if args.same_process else "each loader in its own process"
     for i, clock in enumerate(("CPU", "wall")):
         t = {name: statistics.median(x[i] for x in runs) for name, runs in times.items()}
-        print(f"[{clock}] " + "; ".join(f"{name}: {v * 1e3:.4f} ms/batch ({1 / v:.0f} batches/s)" for name, v in t.items()))
-        # each repeat times the loaders back to back: the ratio within a repeat does not see the machine's speed
-        # drifting between repeats (other processes, caches), so the paired ratios are summarized, not the medians
-        for baseline, label in (("single", "a single store of the same size"), (small, "one language's size")):
+        print(f"[{clock}, {where}] " + "; ".join(f"{name}: {v * 1e3:.4f} ms/batch ({1 / v:.0f} batches/s)"
+                                                 for name, v in t.items()))
+        for baseline, label in (("single", "a single store of the same size"),
+                                (LOADERS[1], "a single store of one language's size")):
             ratios = sorted(b[i] / m[i] for b, m in zip(times[baseline], times["mixture"]))
             q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
             print(f"[{clock}] ratio mixture (5 languages + 2 clones) / {label}, batches/s, median of {len(ratios)} "

@@ -21,6 +21,7 @@ Blocks are a pure function of (epoch, index), so ``next_blocks`` builds them ahe
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Annotated, Iterator, Sequence
 
@@ -57,20 +58,53 @@ def ragged_arange(lengths: np.ndarray) -> np.ndarray:
     return ramps(np.zeros(len(lengths), dtype=np.int64), lengths)
 
 
-def ramps(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` in one allocation: a cumulative sum
-    of ones with the jumps between runs written in. (Fresh multi-MB temporaries cost more than the arithmetic:
-    each one page-faults its memory in.)"""
+def ramps(starts: np.ndarray, lengths: np.ndarray, empty=np.empty) -> np.ndarray:
+    """``concatenate([arange(s, s + n) for s, n in zip(starts, lengths)])`` in one array: a cumulative sum of ones
+    with the jumps between runs written in. ``empty(shape, dtype)`` allocates it (an :class:`ArrayPool`'s)."""
     starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     if (lengths <= 0).any():
         starts, lengths = starts[lengths > 0], lengths[lengths > 0]
-    out = np.ones(int(lengths.sum()), dtype=np.int64)
+    out = empty((int(lengths.sum()),), np.int64)
     if len(out):
+        out.fill(1)
         first = np.cumsum(lengths) - lengths
         out[0] = starts[0]
         out[first[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
         np.cumsum(out, out=out)
     return out
+
+
+class ArrayPool:
+    """Memory for a loader's refills, used again once no array carved from it is alive.
+
+    A refill builds ~9 MB of arrays; in fresh allocations glibc hands the memory back to the system between
+    refills and every refill page-faults it in again, which measured as much as the build itself (and depended on
+    the allocation pattern of whatever else ran in the process). A buffer is free when nothing but the pool refers
+    to it: an array carved from it, and every view of that array (a batch's tensors), refers to the buffer, so a
+    batch kept by the caller keeps its memory out of the pool, and nothing handed out is ever overwritten."""
+
+    def __init__(self, size: int = 12):
+        self.size = size
+        self._buffers: list[np.ndarray] = []
+        self.requests = self.allocations = 0  # arrays asked for, and of them new buffers
+
+    def empty(self, shape, dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        self.requests += 1
+        best = None
+        for i in range(len(self._buffers)):
+            # 2: the list's reference and getrefcount's argument; any carved array or view adds one
+            if self._buffers[i].nbytes >= nbytes and sys.getrefcount(self._buffers[i]) == 2 and \
+                    (best is None or self._buffers[i].nbytes < self._buffers[best].nbytes):
+                best = i
+        if best is None:
+            self.allocations += 1
+            self._buffers.append(np.empty(max(nbytes, 8), dtype=np.uint8))
+            if len(self._buffers) > self.size:  # the oldest goes; if in use, its memory lives on with its arrays
+                self._buffers.pop(0)
+            best = len(self._buffers) - 1
+        return self._buffers[best][:nbytes].view(dtype).reshape(shape)
 
 
 def split_into_pieces(framed_lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,8 +183,8 @@ through the clone's map; BOS, EOS and the fill id must map to themselves)."""
 
 
 def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, *, order: np.ndarray | None = None,
-                  maps: IdMaps = (), bos_id: int | None, eos_id: int | None, fill_id: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+                  maps: IdMaps = (), bos_id: int | None, eos_id: int | None, fill_id: int,
+                  pool: ArrayPool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """Fill ``n`` blocks from ``pieces`` -> ids [n, T], the flat offsets of the inserted BOS tokens, covered
     (which positions a piece wrote; None without padding) and every piece's flat offset.
 
@@ -162,11 +196,12 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
     all of them: the cost of a mixture does not grow with its languages beyond a ``take`` each.
     """
     T = block_size
-    src = ramps(pieces.first_token, pieces.length)
+    empty = pool.empty if pool is not None else np.empty
+    src = ramps(pieces.first_token, pieces.length, empty)
     piece_bounds = np.searchsorted(pieces.dst, np.array([g.first for g in groups] + [n], dtype=np.int64) * T)
     token_bounds = np.concatenate([[0], np.cumsum(pieces.length)])[piece_bounds].tolist()
     dtype = np.result_type(*[g.tokens.dtype for g in groups])
-    buffer = np.empty(len(src), dtype=dtype)
+    buffer = empty((len(src),), dtype)
     for group, lo, hi in zip(groups, token_bounds, token_bounds[1:]):
         # mode="clip": the BOS/EOS slots read a neighbouring token, overwritten below
         if group.tokens.dtype == dtype:
@@ -184,10 +219,10 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
     else:
         flat = buffer
     flat = flat.reshape(n, T)
+    ids = empty((n, T), np.int64)
     if order is None:
-        ids = flat.astype(np.int64)
+        np.copyto(ids, flat)
     else:
-        ids = np.empty((n, T), dtype=np.int64)
         ids[order] = flat
         if covered is not None:
             covered_rows = np.empty_like(covered)
@@ -207,15 +242,20 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
 
 def assemble_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, mode: str, *,
                     order: np.ndarray | None = None, maps: IdMaps = (), bos_id: int | None, eos_id: int | None,
-                    fill_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``n`` blocks (see :func:`gather_blocks`) -> ids, labels, position ids, each [n, block_size]."""
+                    fill_id: int, pool: ArrayPool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` blocks (see :func:`gather_blocks`) -> ids, labels, position ids, each [n, block_size]; the three
+    arrays and the large temporaries come from ``pool`` when given."""
     T = block_size
+    empty = pool.empty if pool is not None else np.empty
     ids, bos_at, covered, dst = gather_blocks(pieces, groups, n, T, order=order, maps=maps, bos_id=bos_id,
-                                              eos_id=eos_id, fill_id=fill_id)
-    labels = ids.copy()
+                                              eos_id=eos_id, fill_id=fill_id, pool=pool)
+    labels = empty((n, T), np.int64)
+    np.copyto(labels, ids)
     labels.reshape(-1)[bos_at] = IGNORE
     if mode == "concat":
-        return ids, labels, np.tile(np.arange(T, dtype=np.int64), (n, 1))
+        positions = empty((n, T), np.int64)
+        positions[:] = np.arange(T, dtype=np.int64)
+        return ids, labels, positions
     labels, covered = labels.reshape(-1), (np.ones(n * T, dtype=bool) if covered is None else covered.reshape(-1))
     labels[~covered] = IGNORE                                       # padding
     labels[dst] = IGNORE                                            # a segment's first token has no context of its own
@@ -256,6 +296,8 @@ class BlockLoader:
         self.seed, self.rank, self.world_size, self.lang_id = seed, rank, world_size, lang_id
         self.doc_lengths = split.doc_lengths()
         self._ahead = None  # (epoch, first, stop, (ids, labels, positions)) of blocks built ahead (next_blocks)
+        self._ahead_size = 0  # blocks the last refill asked for
+        self._pool = ArrayPool()
         self._ahead_cap = max(1, READ_AHEAD_TOKENS // config.block_size)
         self.epoch = 0
         self.position = 0  # index into this rank's blocks of the current epoch
@@ -327,7 +369,7 @@ class BlockLoader:
         n = np.asarray(indices).size
         return assemble_blocks(self.pieces(indices), [Group(self.split.tokens.view(np.ndarray), 0, n)], n,
                                self.config.block_size, self.config.mode, bos_id=self.bos_id, eos_id=self.eos_id,
-                               fill_id=self.pad_id)
+                               fill_id=self.pad_id, pool=self._pool)
 
     def block(self, index: int):
         """Block ``index`` of this rank's share of the current epoch: (ids, labels, position ids), each [T]."""
@@ -371,7 +413,9 @@ class BlockLoader:
         for epoch, first, take in self.segments(n):
             ahead = self._ahead
             if ahead is None or ahead[0] != epoch or not ahead[1] <= first <= first + take <= ahead[2]:
-                size = max(take, min(2 * (ahead[2] - ahead[1]) if ahead else take, self._ahead_cap))
+                # the size doubles from the last refill's size as planned, not as cut at an epoch's end (a short
+                # tail must not start the doubling over: small stores would refill in small steps every epoch)
+                self._ahead_size = size = max(take, min(2 * self._ahead_size if ahead else take, self._ahead_cap))
                 stop = min(self.blocks_per_epoch, first + size)
                 ahead = self._ahead = (epoch, first, stop, self.blocks(np.arange(first, stop)))
             lo = first - ahead[1]

@@ -16,8 +16,8 @@ from typing import Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from langadapt.data.loader import (READ_AHEAD_TOKENS, BlockLoader, Group, LoaderConfig, Pieces, assemble_blocks,
-                                   to_batch)
+from langadapt.data.loader import (READ_AHEAD_TOKENS, ArrayPool, BlockLoader, Group, LoaderConfig, Pieces,
+                                   assemble_blocks, to_batch)
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, InputError, StoreError
 from langadapt.options import Count, Fraction, PositiveFloat, Seed, check_options
@@ -205,6 +205,7 @@ class MixtureLoader:
         self._ahead_cap = max(1, READ_AHEAD_TOKENS // config.block_size)
         # per base language its next blocks planned ahead (pieces), so that a refill does no per-language planning
         self._queues = self._new_queues()
+        self._pool = ArrayPool()
         # the maps as read: int32 when the ids fit (half the table, which must stay in cache: a lookup per token)
         small = self.required_vocab_size is not None and self.required_vocab_size < 2 ** 31
         self._maps = [None] * len(self.base_languages) + [m.astype(np.int32) if small else m for m in self.clone_maps]
@@ -294,7 +295,8 @@ class MixtureLoader:
         first_loader = self._queues[0].loader
         ids, labels, positions = assemble_blocks(Pieces.join(parts), groups, n, T, first_loader.config.mode,
                                                  order=order, maps=maps, bos_id=first_loader.bos_id,
-                                                 eos_id=first_loader.eos_id, fill_id=first_loader.pad_id)
+                                                 eos_id=first_loader.eos_id, fill_id=first_loader.pad_id,
+                                                 pool=self._pool)
         self._ahead = (ids, labels, positions, langs)
         self._served = 0
         self._drawn += n

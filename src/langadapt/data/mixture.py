@@ -270,7 +270,7 @@ class MixtureLoader:
         (each language's blocks of this refill are the next ones of its queue: one slice of its planned pieces),
         one ``take`` per language, one row scatter back to the drawn rows, a clone's rows through its map.
         Remembers where the queues stood, so that ``state_dict`` can name any point inside."""
-        self._before = {"rng": self._rng.bit_generator.state, "blocks_drawn": self._drawn}
+        self._rng_before = self._rng.bit_generator.state
         langs = self._draw_languages(self._drawn, n)
         base_of = self._base_of[langs]
         order = np.argsort(base_of, kind="stable")  # read block j is drawn row order[j]
@@ -340,7 +340,7 @@ class MixtureLoader:
             served = self._ahead[3][:self._served]
             used = np.asarray(self._used_before) + np.bincount(self._base_of[served], minlength=len(self._queues))
             replay = np.random.Generator(type(self._rng.bit_generator)())
-            replay.bit_generator.state = self._before["rng"]
+            replay.bit_generator.state = self._rng_before
             replay.random(self._served)
             rng = replay.bit_generator.state
         loaders = {lang: {**self.loaders[lang].state_dict(), **queue.position_after(int(k))}
@@ -367,21 +367,21 @@ class BlockQueue:
     def __init__(self, loader: BlockLoader, chunk: int):
         self.loader, self.chunk = loader, chunk
         self.pieces: Pieces | None = None
-        self.bounds = np.zeros(1, dtype=np.int64)  # first piece of every planned block, and the end
+        # first piece of every planned block, and the end (Python ints: a refill reads two of them per language)
+        self.bounds: list[int] = [0]
         self.segments: list[tuple[int, int, int]] = []  # (epoch, first index, count) of the planned blocks
         self.used = 0
         self.tokens = loader.split.tokens.view(np.ndarray)
-        self._bounds = [0]  # bounds as Python ints: a refill reads two of them per language
 
     @property
     def planned(self) -> int:
         return len(self.bounds) - 1
 
-    def ensure(self, n: int) -> bool:
-        """Plan until at least ``n`` unused blocks are planned (dropping the used ones); True if the plan changed."""
+    def ensure(self, n: int) -> None:
+        """Plan until at least ``n`` unused blocks are planned (dropping the used ones)."""
         left = self.planned - self.used
         if left >= n:
-            return False
+            return
         T = self.loader.config.block_size
         # a zero-length segment where the loader stands names that position (an epoch's end stays "epoch e,
         # position = its length", as a loader that has not planned ahead says it)
@@ -389,25 +389,21 @@ class BlockQueue:
         more, segments = self.loader.take_pieces(max(n - left, min(self.chunk, self.loader.blocks_per_epoch)))
         more.dst += left * T
         if self.pieces is not None and left:
-            lo = int(self.bounds[self.used])
+            lo = self.bounds[self.used]
             kept = self.pieces.subset(slice(lo, None), self.pieces.dst[lo:] - self.used * T)
             more = Pieces.join([kept, more])
         self.pieces = more
-        self.bounds = np.searchsorted(more.dst, np.arange(left + sum(s[2] for s in segments) + 1) * T)
+        self.bounds = np.searchsorted(more.dst, np.arange(left + sum(s[2] for s in segments) + 1) * T).tolist()
         self.bounds[-1] = len(more.doc)
-        self._bounds = self.bounds.tolist()
         self.segments = _drop_blocks(self.segments, self.used) + [marker] + segments
         self.used = 0
-        return True
 
     def take(self, n: int, at: int) -> Pieces:
         """The pieces of the next ``n`` planned blocks (``ensure(n)`` first), as read blocks ``at``, ``at + 1``, ..."""
-        lo, hi = self._bounds[self.used], self._bounds[self.used + n]
-        p = self.pieces
+        lo, hi = self.bounds[self.used], self.bounds[self.used + n]
         shift = (at - self.used) * self.loader.config.block_size
         self.used += n
-        return Pieces(p.doc[lo:hi], p.start[lo:hi], p.length[lo:hi], p.dst[lo:hi] + shift, p.first_token[lo:hi],
-                      p.closes[lo:hi])
+        return self.pieces.subset(slice(lo, hi), self.pieces.dst[lo:hi] + shift)
 
     def position_after(self, count: int) -> dict:
         """The language's epoch and position after ``count`` of the planned blocks."""

@@ -77,7 +77,9 @@ def test_copy_init_makes_the_clone_the_same_function_at_step_0(parts):
     assert math.isclose(first["val_bpb/de_clone1"], first["val_bpb/de"], rel_tol=1e-6)
     random_first = read_metrics(root / "run-random")[0] if (root / "run-random").exists() else None
     if random_first is not None:
-        assert abs(random_first["val_bpb/de_clone1"] - random_first["val_bpb/de"]) > 1e-3
+        # a tiny random model predicts near-uniformly, so random clone rows change the step-0 BPB only slightly
+        # (1e-4 to 1e-2 measured over different data): far above the copy run's float noise (~1e-7)
+        assert abs(random_first["val_bpb/de_clone1"] - random_first["val_bpb/de"]) > 1e-5
 
 
 def test_grow_for_clones_initializes_only_clone_rows():

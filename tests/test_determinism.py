@@ -17,3 +17,27 @@ def test_focus_fasttext_training_repeats_exactly(byte_bpe_tokenizer, tmp_path):
     first, second = (r.vectors(words) for r in runs)
     assert np.array_equal(first, second)
     assert (tmp_path / "ft0.bin").read_bytes() == (tmp_path / "ft1.bin").read_bytes()
+
+
+def test_focus_fasttext_training_runs_apart_and_reports_its_errors(byte_bpe_tokenizer, tmp_path):
+    """fastText trains in a child process: its model is the one fastText itself trains from the same corpus and
+    settings, and its own errors come back as one-line InputErrors."""
+    import fasttext
+    import pytest
+
+    from langadapt.errors import InputError
+    from langadapt.transfer.fasttext_utils import write_tokenized_corpus
+
+    docs = make_texts(300, seed=3)
+    ours = train_token_fasttext(iter(docs), byte_bpe_tokenizer, dim=8, epochs=1, min_count=2, save_to=tmp_path / "a.bin")
+    corpus = tmp_path / "tokens.txt"
+    write_tokenized_corpus(iter(docs), byte_bpe_tokenizer, corpus)
+    direct = fasttext.train_unsupervised(str(corpus), model="cbow", dim=8, epoch=1, minCount=2, neg=10, thread=1,
+                                         verbose=0)
+    words = sorted(w for w in byte_bpe_tokenizer.get_vocab() if ours.get_word_id(w) >= 0)[:30]
+    assert len(words) >= 20
+    assert np.array_equal(ours.vectors(words), np.stack([direct.get_word_vector(w) for w in words]))
+    with pytest.raises(InputError, match="fastText training on the FOCUS corpus failed: .*[Vv]ocabulary") as err:
+        train_token_fasttext(iter(docs), byte_bpe_tokenizer, dim=8, epochs=1, min_count=10 ** 9,
+                             save_to=tmp_path / "b.bin")
+    assert "\n" not in str(err.value) and not (tmp_path / "b.bin").exists()

@@ -3,8 +3,11 @@ model on a tokenized corpus, and look up vectors for a list of tokens or words."
 
 from __future__ import annotations
 
+import json
 import os
 import struct
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -217,6 +220,36 @@ def write_tokenized_corpus(documents: Iterable[str], tokenizer, path: Path, batc
     return n_docs
 
 
+_CHILD_TRAINING = """
+import json, sys
+import fasttext
+params, out = json.loads(sys.argv[1]), sys.argv[2]
+try:
+    fasttext.train_unsupervised(**params).save_model(out)
+except (ValueError, RuntimeError) as err:
+    print(json.dumps([type(err).__name__, str(err)]))
+    sys.exit(3)
+"""
+
+
+def train_fasttext_in_child(params: dict, out: Path) -> tuple[str | None, str]:
+    """Train fastText (``fasttext.train_unsupervised(**params)``) in a fresh Python process and save it to ``out``
+    -> (None, "") on success, else (the exception's type name, its message).
+
+    A fresh process because the same corpus, seed and one thread gave different models inside a long-lived
+    process (a test session: after ~1500 other tests, two trainings in a row differed), not in fresh ones; a
+    crash of the native code (an abort) also ends the child, not the caller."""
+    proc = subprocess.run([sys.executable, "-c", _CHILD_TRAINING, json.dumps(params), str(out)],
+                          capture_output=True, text=True)
+    if proc.returncode == 0:
+        return None, ""
+    if proc.returncode == 3:
+        kind, message = json.loads(proc.stdout.strip().splitlines()[-1])
+        return kind, message
+    last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    return "RuntimeError", last
+
+
 def train_token_fasttext(
     documents: Iterable[str],
     tokenizer,
@@ -236,8 +269,6 @@ def train_token_fasttext(
     (its fixed seed) only on one thread, and a transfer must give the same model every time; ``threads=None``
     uses every core for a large corpus, at the price of run-to-run differences.
     """
-    import fasttext
-
     tmp = tempfile.TemporaryDirectory(prefix="langadapt-fasttext-")
     corpus = Path(tmp.name) / "tokens.txt"
     n_docs = write_tokenized_corpus(documents, tokenizer, corpus)
@@ -245,25 +276,21 @@ def train_token_fasttext(
         tmp.cleanup()
         raise InputError(f"the FOCUS corpus '{corpus_name}' holds no documents; give a non-empty target-language corpus")
     info(f"Training fastText (cbow, dim={dim}, epochs={epochs}, minCount={min_count}) on {n_docs:,} documents")
-    model = None
-    for attempt in range(3):
-        try:
-            model = fasttext.train_unsupervised(
-                str(corpus), model="cbow", dim=dim, epoch=epochs, minCount=min_count, neg=FOCUS_FASTTEXT_NEG,
-                thread=threads or os.cpu_count() or 1, verbose=0, **fasttext_kwargs)
-            break
-        except ValueError as err:  # e.g. "Empty vocabulary. Try a smaller -minCount value."
-            tmp.cleanup()
-            raise InputError(f"fastText training on the FOCUS corpus failed: {err}") from None
-        except RuntimeError as err:  # "Encountered NaN.": diverged, or fastText's sporadic failure on tiny corpora
-            if attempt == 2:
-                tmp.cleanup()
-                raise InputError(f"fastText training on the FOCUS corpus failed three times ({err}); use a larger "
-                                 "corpus or a smaller learning rate") from None
-    corpus.unlink()
     path = Path(save_to) if save_to is not None else Path(tmp.name) / "tokens.bin"
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save_model(str(path))
+    params = dict(input=str(corpus), model="cbow", dim=dim, epoch=epochs, minCount=min_count, neg=FOCUS_FASTTEXT_NEG,
+                  thread=threads or os.cpu_count() or 1, verbose=0, **fasttext_kwargs)
+    for attempt in range(3):
+        kind, message = train_fasttext_in_child(params, path)
+        if kind is None:
+            break
+        if kind == "ValueError" or attempt == 2:  # e.g. "Empty vocabulary. Try a smaller -minCount value."
+            tmp.cleanup()
+            detail = f": {message}" if kind == "ValueError" else f" three times ({message})"
+            hint = "" if kind == "ValueError" else "; use a larger corpus or a smaller learning rate"
+            raise InputError(f"fastText training on the FOCUS corpus failed{detail}{hint}") from None
+        # "Encountered NaN.": diverged, or fastText's sporadic failure on tiny corpora: try again
+    corpus.unlink()
     opened = FastTextBin(path)
     if save_to is None:
         opened._keep_alive = tmp  # the temporary file goes when the model does

@@ -17,6 +17,7 @@ repeats) and the median and quartiles of the paired ratios over --repeats repeat
     python benchmarks/mixture_speed.py                  # 5 x 2M tokens (+ a 10M-token single store)
     python benchmarks/mixture_speed.py --tokens 500000  # quicker
     python benchmarks/mixture_speed.py --same-process   # all loaders in this process, alternating
+    python benchmarks/mixture_speed.py --decompose      # + the mixture without clones, one language with clones
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from langadapt.data.store import StoreWriter, TokenStore
 
 BOS, EOS, VOCAB = 1, 2, 32000
 LOADERS = ("single", "single (one language's size)", "mixture")
+# --decompose: the mixture without its clones, and one language (the 10M store) with the same clone share
+DECOMPOSE = ("mixture, no clones", "mixture, one language + 2 clones")
 
 
 def make_store(path: Path, tokens: int, seed: int) -> TokenStore:
@@ -62,9 +65,12 @@ def seconds_per_batch(loader, batches: int) -> tuple[float, float]:
 
 
 def make_loader(name: str, root: Path, batch: int, block: int):
-    if name == "mixture":
+    if name.startswith("mixture"):
         splits = {f"l{i}": TokenStore.open(root / f"l{i}").split("train") for i in range(5)}
-        config = MixtureConfig(block_size=block, probabilities="uniform", clones=CloneConfig(num_clones=2, p_clone=0.5))
+        clones = None if name == DECOMPOSE[0] else CloneConfig(num_clones=2, p_clone=0.5)
+        if name == DECOMPOSE[1]:
+            splits, clones = {"l0": TokenStore.open(root / "all").split("train")}, CloneConfig(num_clones=2, p_clone=0.1)
+        config = MixtureConfig(block_size=block, probabilities="uniform", clones=clones)
         return MixtureLoader(splits, config, micro_batch_size=batch, bos_id=BOS, eos_id=EOS, vocab_size=VOCAB)
     store = TokenStore.open(root / ("all" if name == "single" else "l0"))
     return BlockLoader(store.split("train"), LoaderConfig(block_size=block), micro_batch_size=batch, bos_id=BOS,
@@ -95,17 +101,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--same-process", action="store_true",
                         help="time all loaders in this process, alternating (shows the shared-heap effect)")
+    parser.add_argument("--decompose", action="store_true",
+                        help="also time the mixture without clones and one language with 2 clones (what costs)")
     args = parser.parse_args()
-    times = {name: [] for name in LOADERS}
+    names = LOADERS + (DECOMPOSE if args.decompose else ())
+    times = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for i in range(5):
             make_store(root / f"l{i}", args.tokens, i)
         make_store(root / "all", 5 * args.tokens, 9)
         if args.same_process:
-            loaders = {name: make_loader(name, root, args.batch, args.block) for name in LOADERS}
+            loaders = {name: make_loader(name, root, args.batch, args.block) for name in names}
         for _ in range(args.repeats):
-            for name in LOADERS:
+            for name in names:
                 if args.same_process:
                     times[name].append(time_loader(loaders[name], args.batches, runs=1))
                     continue
@@ -117,13 +126,16 @@ def main() -> None:
         t = {name: statistics.median(x[i] for x in runs) for name, runs in times.items()}
         print(f"[{clock}, {where}] " + "; ".join(f"{name}: {v * 1e3:.4f} ms/batch ({1 / v:.0f} batches/s)"
                                                  for name, v in t.items()))
-        for baseline, label in (("single", "a single store of the same size"),
-                                (LOADERS[1], "a single store of one language's size")):
-            ratios = sorted(b[i] / m[i] for b, m in zip(times[baseline], times["mixture"]))
+        pairs = [("mixture", "single", "a single store of the same size"),
+                 ("mixture", LOADERS[1], "a single store of one language's size")]
+        pairs += [(name, "single", "a single store of the same size") for name in names[len(LOADERS):]]
+        for loader, baseline, label in pairs:
+            ratios = sorted(b[i] / m[i] for b, m in zip(times[baseline], times[loader]))
             q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
-            print(f"[{clock}] ratio mixture (5 languages + 2 clones) / {label}, batches/s, median of {len(ratios)} "
+            what = "mixture (5 languages + 2 clones)" if loader == "mixture" else loader
+            print(f"[{clock}] ratio {what} / {label}, batches/s, median of {len(ratios)} "
                   f"paired repeats: {statistics.median(ratios):.2f} (quartiles {q1:.2f}-{q3:.2f})"
-                  + ("  (target >= 0.9)" if baseline == "single" else ""))
+                  + ("  (target >= 0.9)" if loader == "mixture" and baseline == "single" else ""))
 
 
 if __name__ == "__main__":

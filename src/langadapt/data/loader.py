@@ -177,13 +177,33 @@ class Group:
     stop: int
 
 
-IdMaps = Sequence[tuple[np.ndarray, np.ndarray]]
-"""(read blocks, id map) pairs: those blocks' ids go through the map (a clone's blocks are its base's documents
-through the clone's map; BOS, EOS and the fill id must map to themselves)."""
+@dataclass
+class IdShift:
+    """Read blocks ``read`` whose ids ``i`` with ``moved[i]`` set become ``i + offset``: a clone's blocks are its
+    base's documents with a share of the ids moved up by ``l·V`` (BOS, EOS and the fill id are never moved).
+    ``moved`` is a uint8 table of V entries; when every id but ``kept`` moves (``frac_clone`` 1, the paper's
+    clones), ``moved`` is None and no table is read at all. A full id map (V int32 entries) measured as most of
+    a clone's cost: its lookups ran cold after a refill's megabytes of reads and writes."""
+
+    read: np.ndarray
+    offset: int
+    moved: np.ndarray | None = None
+    kept: tuple[int, ...] = ()
+
+    def apply(self, block: np.ndarray) -> np.ndarray:
+        """Base ids [r, T] (any integer dtype) -> their clone ids, int64."""
+        shifted = block.astype(np.int64)
+        if self.moved is None:
+            shifted += self.offset
+            for i in self.kept:
+                shifted[block == i] = i
+        else:
+            shifted += np.take(self.moved, shifted) * np.int64(self.offset)
+        return shifted
 
 
 def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, *, order: np.ndarray | None = None,
-                  maps: IdMaps = (), bos_id: int | None, eos_id: int | None, fill_id: int,
+                  shifts: Sequence[IdShift] = (), bos_id: int | None, eos_id: int | None, fill_id: int,
                   pool: ArrayPool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """Fill ``n`` blocks from ``pieces`` -> ids [n, T], the flat offsets of the inserted BOS tokens, covered
     (which positions a piece wrote; None without padding) and every piece's flat offset.
@@ -228,8 +248,8 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
             covered_rows = np.empty_like(covered)
             covered_rows[order] = covered
             covered = covered_rows
-    for read, mapping in maps:
-        ids[read if order is None else order[read]] = np.take(mapping, flat[read])
+    for shift in shifts:
+        ids[shift.read if order is None else order[shift.read]] = shift.apply(flat[shift.read])
     dst = pieces.dst if order is None else order[pieces.dst // T] * T + pieces.dst % T
     out = ids.reshape(-1)
     bos_at = dst[pieces.start == 0] if bos_id is not None else np.empty(0, dtype=np.int64)
@@ -241,13 +261,13 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
 
 
 def assemble_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, mode: str, *,
-                    order: np.ndarray | None = None, maps: IdMaps = (), bos_id: int | None, eos_id: int | None,
+                    order: np.ndarray | None = None, shifts: Sequence[IdShift] = (), bos_id: int | None, eos_id: int | None,
                     fill_id: int, pool: ArrayPool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` blocks (see :func:`gather_blocks`) -> ids, labels, position ids, each [n, block_size]; the three
     arrays and the large temporaries come from ``pool`` when given."""
     T = block_size
     empty = pool.empty if pool is not None else np.empty
-    ids, bos_at, covered, dst = gather_blocks(pieces, groups, n, T, order=order, maps=maps, bos_id=bos_id,
+    ids, bos_at, covered, dst = gather_blocks(pieces, groups, n, T, order=order, shifts=shifts, bos_id=bos_id,
                                               eos_id=eos_id, fill_id=fill_id, pool=pool)
     labels = empty((n, T), np.int64)
     np.copyto(labels, ids)

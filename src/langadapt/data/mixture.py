@@ -16,8 +16,8 @@ from typing import Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from langadapt.data.loader import (READ_AHEAD_TOKENS, ArrayPool, BlockLoader, Group, LoaderConfig, Pieces,
-                                   assemble_blocks, to_batch)
+from langadapt.data.loader import (READ_AHEAD_TOKENS, ArrayPool, BlockLoader, Group, IdShift, LoaderConfig,
+                                   Pieces, assemble_blocks, to_batch)
 from langadapt.data.store import StoreSplit
 from langadapt.errors import ConfigError, InputError, StoreError
 from langadapt.options import Count, Fraction, PositiveFloat, Seed, check_options
@@ -119,6 +119,20 @@ def parse_schedule(schedule, languages: Sequence[str]) -> list[dict[str, float]]
     return [parse_probabilities(stage, languages) for stage in stages]
 
 
+def id_shift(mapping: np.ndarray) -> tuple[int, np.ndarray | None, tuple[int, ...]]:
+    """A clone map (id -> id, or id + l·V for the moved ids, as :func:`clone_maps` makes) -> (offset l·V, moved:
+    uint8 [V] or None when every id but a few moves, those few kept ids): the form :class:`IdShift` applies."""
+    moved = mapping != np.arange(len(mapping))
+    offsets = np.unique(mapping[moved] - np.flatnonzero(moved))
+    if len(offsets) > 1:
+        raise ValueError("a clone map moves its ids by one offset")
+    offset = int(offsets[0]) if len(offsets) else 0
+    kept = np.flatnonzero(~moved)
+    if len(kept) <= 8:
+        return offset, None, tuple(int(i) for i in kept)
+    return offset, moved.astype(np.uint8), ()
+
+
 def clone_maps(vocab_size: int, config: CloneConfig, protected: Sequence[int]) -> list[np.ndarray]:
     """One id map per clone: a seeded ``frac_clone`` of ids (never ``protected``) -> id + l·V."""
     if not 0.0 <= config.frac_clone <= 1.0:
@@ -206,9 +220,8 @@ class MixtureLoader:
         # per base language its next blocks planned ahead (pieces), so that a refill does no per-language planning
         self._queues = self._new_queues()
         self._pool = ArrayPool()
-        # the maps as read: int32 when the ids fit (half the table, which must stay in cache: a lookup per token)
-        small = self.required_vocab_size is not None and self.required_vocab_size < 2 ** 31
-        self._maps = [None] * len(self.base_languages) + [m.astype(np.int32) if small else m for m in self.clone_maps]
+        # the maps as applied: language index -> (offset, moved table or None when all but the kept ids move, kept)
+        self._shifts = {len(self.base_languages) + k: id_shift(m) for k, m in enumerate(self.clone_maps)}
 
     def _new_queues(self) -> list["BlockQueue"]:
         # each language plans its pieces for 4 refills' worth of blocks at a time (small arrays)
@@ -286,15 +299,15 @@ class MixtureLoader:
             parts.append(queue.take(c, at))
             groups.append(Group(queue.tokens, at, at + c))
             at += c
-        maps = []
+        shifts = []
         if self.clone_maps:
             read_langs = langs[order]
-            for li, mapping in enumerate(self._maps):
-                if mapping is not None and len(rows := np.flatnonzero(read_langs == li)):
-                    maps.append((rows, mapping))
+            for li, (offset, moved, kept) in self._shifts.items():
+                if len(rows := np.flatnonzero(read_langs == li)):
+                    shifts.append(IdShift(rows, offset, moved, kept))
         first_loader = self._queues[0].loader
         ids, labels, positions = assemble_blocks(Pieces.join(parts), groups, n, T, first_loader.config.mode,
-                                                 order=order, maps=maps, bos_id=first_loader.bos_id,
+                                                 order=order, shifts=shifts, bos_id=first_loader.bos_id,
                                                  eos_id=first_loader.eos_id, fill_id=first_loader.pad_id,
                                                  pool=self._pool)
         self._ahead = (ids, labels, positions, langs)

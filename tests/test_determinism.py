@@ -47,3 +47,8 @@ def test_focus_fasttext_training_runs_apart_and_reports_its_errors(byte_bpe_toke
         train_token_fasttext(iter(docs), byte_bpe_tokenizer, dim=8, epochs=1, min_count=10 ** 9,
                              save_to=tmp_path / "b.bin")
     assert "\n" not in str(err.value) and not (tmp_path / "b.bin").exists()
+    (tmp_path / "b.bin").write_bytes(b"an earlier model")  # a failed training leaves an existing file as it was
+    with pytest.raises(InputError, match="failed: .*[Vv]ocabulary"):
+        train_token_fasttext(iter(docs), byte_bpe_tokenizer, dim=8, epochs=1, min_count=10 ** 9,
+                             save_to=tmp_path / "b.bin")
+    assert (tmp_path / "b.bin").read_bytes() == b"an earlier model"

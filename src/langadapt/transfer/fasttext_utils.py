@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -276,12 +277,11 @@ def train_token_fasttext(
         tmp.cleanup()
         raise InputError(f"the FOCUS corpus '{corpus_name}' holds no documents; give a non-empty target-language corpus")
     info(f"Training fastText (cbow, dim={dim}, epochs={epochs}, minCount={min_count}) on {n_docs:,} documents")
-    path = Path(save_to) if save_to is not None else Path(tmp.name) / "tokens.bin"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    trained = Path(tmp.name) / "tokens.bin"  # moved to save_to once complete: a failure leaves save_to as it was
     params = dict(input=str(corpus), model="cbow", dim=dim, epoch=epochs, minCount=min_count, neg=FOCUS_FASTTEXT_NEG,
                   thread=threads or os.cpu_count() or 1, verbose=0, **fasttext_kwargs)
     for attempt in range(3):
-        kind, message = train_fasttext_in_child(params, path)
+        kind, message = train_fasttext_in_child(params, trained)
         if kind is None:
             break
         if kind == "ValueError" or attempt == 2:  # e.g. "Empty vocabulary. Try a smaller -minCount value."
@@ -291,6 +291,11 @@ def train_token_fasttext(
             raise InputError(f"fastText training on the FOCUS corpus failed{detail}{hint}") from None
         # "Encountered NaN.": diverged, or fastText's sporadic failure on tiny corpora: try again
     corpus.unlink()
+    path = trained
+    if save_to is not None:
+        path = Path(save_to)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(trained, path)
     opened = FastTextBin(path)
     if save_to is None:
         opened._keep_alive = tmp  # the temporary file goes when the model does

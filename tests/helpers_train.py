@@ -56,7 +56,8 @@ def tiny_store(root: Path, tokenizer, n_docs: int = 300, val_docs: int = 20, nam
     from langadapt.data.prepare import prepare_store
 
     src = root / f"{name}.jsonl"
-    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in make_texts(n_docs, seed=zlib.crc32(name.encode()) % 1000)))
+    seed = zlib.crc32(name.encode()) % 1000  # not hash(name): str hashes change with every process
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in make_texts(n_docs, seed=seed)))
     prepare_store(str(src), tokenizer, root / name, val_docs=val_docs, workers=1)
     return root / name
 

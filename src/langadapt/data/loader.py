@@ -262,8 +262,8 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
 
 
 def assemble_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, mode: str, *,
-                    order: np.ndarray | None = None, shifts: Sequence[IdShift] = (), bos_id: int | None, eos_id: int | None,
-                    fill_id: int, pool: ArrayPool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    order: np.ndarray | None = None, shifts: Sequence[IdShift] = (), bos_id: int | None,
+                    eos_id: int | None, fill_id: int, pool: ArrayPool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` blocks (see :func:`gather_blocks`) -> ids, labels, position ids, each [n, block_size]; the three
     arrays and the large temporaries come from ``pool`` when given."""
     T = block_size

@@ -128,7 +128,7 @@ def id_shift(mapping: np.ndarray) -> tuple[int, np.ndarray | None, tuple[int, ..
         raise ValueError("a clone map moves its ids by one offset")
     offset = int(offsets[0]) if len(offsets) else 0
     kept = np.flatnonzero(~moved)
-    if len(kept) <= 8:
+    if len(kept) <= 8:  # each kept id costs one pass over the clone's rows; beyond a few, one table lookup is cheaper
         return offset, None, tuple(int(i) for i in kept)
     return offset, moved.astype(np.uint8), ()
 
@@ -281,7 +281,7 @@ class MixtureLoader:
     def _fill(self, n: int) -> None:
         """Build the next ``n`` blocks of the mixture at once: per block its language; read grouped by base language
         (each language's blocks of this refill are the next ones of its queue: one slice of its planned pieces),
-        one ``take`` per language, one row scatter back to the drawn rows, a clone's rows through its map.
+        one ``take`` per language, one row scatter back to the drawn rows, a clone's rows shifted (``IdShift``).
         Remembers where the queues stood, so that ``state_dict`` can name any point inside."""
         self._rng_before = self._rng.bit_generator.state
         langs = self._draw_languages(self._drawn, n)
@@ -300,7 +300,7 @@ class MixtureLoader:
             groups.append(Group(queue.tokens, at, at + c))
             at += c
         shifts = []
-        if self.clone_maps:
+        if self._shifts:
             read_langs = langs[order]
             for li, (offset, moved, kept) in self._shifts.items():
                 if len(rows := np.flatnonzero(read_langs == li)):

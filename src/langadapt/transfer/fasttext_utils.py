@@ -284,12 +284,13 @@ def train_token_fasttext(
         kind, message = train_fasttext_in_child(params, trained)
         if kind is None:
             break
-        if kind == "ValueError" or attempt == 2:  # e.g. "Empty vocabulary. Try a smaller -minCount value."
+        if kind == "ValueError":  # e.g. "Empty vocabulary. Try a smaller -minCount value."
             tmp.cleanup()
-            detail = f": {message}" if kind == "ValueError" else f" three times ({message})"
-            hint = "" if kind == "ValueError" else "; use a larger corpus or a smaller learning rate"
-            raise InputError(f"fastText training on the FOCUS corpus failed{detail}{hint}") from None
-        # "Encountered NaN.": diverged, or fastText's sporadic failure on tiny corpora: try again
+            raise InputError(f"fastText training on the FOCUS corpus failed: {message}") from None
+        if attempt == 2:  # "Encountered NaN.": diverged, or fastText's sporadic failure on tiny corpora
+            tmp.cleanup()
+            raise InputError(f"fastText training on the FOCUS corpus failed three times ({message}); use a larger "
+                             "corpus or a smaller learning rate") from None
     corpus.unlink()
     path = trained
     if save_to is not None:

@@ -7,12 +7,14 @@ language's size. All loaders draw micro-batches of --batch blocks of --block tok
 does (``next_batch``). They build blocks ahead (many batches at a time), so a single batch's time says little:
 each is timed over whole runs of --batches batches (refills and epoch changes included), 5 runs, median.
 
-Each loader is timed in its own fresh process, as it runs in training (one loader per process). In one process
-the loaders' multi-MB arrays share the heap, and which one is slowed by that depends on their order and sizes:
---same-process shows it (the same mixture measured ~0.75x there and ~1.2x in its own process). A repeat starts
-the three processes back to back; the ratio is taken within each repeat (the machine's speed drifts between
-repeats) and the median and quartiles of the paired ratios over --repeats repeats are printed, in CPU time
-(what to compare on a shared machine: it does not count the time other processes hold the cores).
+Each loader runs in its own process, as in training (one loader per process): in one process the loaders'
+multi-MB arrays share the heap, and which one is slowed by that depends on their order and sizes (--same-process
+shows it). The processes stay alive side by side and take turns: a repeat times one slice of --batches batches
+of each loader, one after the other (a rotating first), and the ratio is taken within each repeat. This machine's
+speed drifts by +-15 % within seconds; slices a fraction of a second apart see the same machine, separate runs
+did not. Each slice is long enough to span several refills and epoch changes of every store. The median and
+quartiles of the paired ratios over --repeats repeats are printed, in CPU time (what to compare on a shared
+machine: it does not count the time other processes hold the cores).
 
     python benchmarks/mixture_speed.py                  # 5 x 2M tokens (+ a 10M-token single store)
     python benchmarks/mixture_speed.py --tokens 500000  # quicker
@@ -77,28 +79,45 @@ def make_loader(name: str, root: Path, batch: int, block: int):
                        eos_id=EOS, seed=0)
 
 
-def time_loader(loader, batches: int, runs: int = 5) -> tuple[float, float]:
-    """Median (CPU, wall) seconds per batch over ``runs`` runs of ``batches``, after a warm-up run."""
-    seconds_per_batch(loader, batches)  # warm the page cache and the code paths
-    times = [seconds_per_batch(loader, batches) for _ in range(runs)]
-    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+def serve(argv: list[str]) -> None:
+    """``--serve NAME ROOT BATCH BLOCK``: build and warm one loader, then for every line K read from stdin time K
+    batches and print (cpu, wall) seconds per batch as JSON."""
+    name, root, batch, block = argv[0], Path(argv[1]), *map(int, argv[2:4])
+    loader = make_loader(name, root, batch, block)
+    seconds_per_batch(loader, 2000)  # warm the page cache and the code paths
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(json.dumps(seconds_per_batch(loader, int(line))), flush=True)
 
 
-def child(argv: list[str]) -> None:
-    """``--child NAME ROOT BATCH BLOCK BATCHES``: time one loader, print (cpu, wall) as JSON."""
-    name, root, batch, block, batches = argv[0], Path(argv[1]), *map(int, argv[2:5])
-    print(json.dumps(time_loader(make_loader(name, root, batch, block), batches)))
+class LoaderProcess:
+    """One loader in its own process, timed on request (``serve``)."""
+
+    def __init__(self, name: str, root: Path, batch: int, block: int):
+        self.process = subprocess.Popen([sys.executable, __file__, "--serve", name, str(root), str(batch), str(block)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {name} loader process failed to start")
+
+    def time(self, batches: int) -> tuple[float, float]:
+        self.process.stdin.write(f"{batches}\n")
+        self.process.stdin.flush()
+        return tuple(json.loads(self.process.stdout.readline()))
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--child"]:
-        return child(sys.argv[2:])
+    if sys.argv[1:2] == ["--serve"]:
+        return serve(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=2_000_000)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--block", type=int, default=2048)
-    parser.add_argument("--batches", type=int, default=400)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--batches", type=int, default=2000, help="batches per timed slice")
+    parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--same-process", action="store_true",
                         help="time all loaders in this process, alternating (shows the shared-heap effect)")
     parser.add_argument("--decompose", action="store_true",
@@ -113,14 +132,19 @@ def main() -> None:
         make_store(root / "all", 5 * args.tokens, 9)
         if args.same_process:
             loaders = {name: make_loader(name, root, args.batch, args.block) for name in names}
-        for _ in range(args.repeats):
-            for name in names:
-                if args.same_process:
-                    times[name].append(time_loader(loaders[name], args.batches, runs=1))
-                    continue
-                out = subprocess.run([sys.executable, __file__, "--child", name, str(root), str(args.batch),
-                                      str(args.block), str(args.batches)], capture_output=True, text=True, check=True)
-                times[name].append(tuple(json.loads(out.stdout)))
+            for loader in loaders.values():
+                seconds_per_batch(loader, 2000)
+            timers = {name: (lambda k, loader=loader: seconds_per_batch(loader, k)) for name, loader in loaders.items()}
+        else:
+            processes = {name: LoaderProcess(name, root, args.batch, args.block) for name in names}
+            timers = {name: process.time for name, process in processes.items()}
+        for repeat in range(args.repeats):
+            turn = names[repeat % len(names):] + names[:repeat % len(names)]  # who goes first rotates
+            for name in turn:
+                times[name].append(timers[name](args.batches))
+        if not args.same_process:
+            for process in processes.values():
+                process.close()
     where = "all loaders in one process" if args.same_process else "each loader in its own process"
     for i, clock in enumerate(("CPU", "wall")):
         t = {name: statistics.median(x[i] for x in runs) for name, runs in times.items()}

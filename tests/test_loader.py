@@ -13,9 +13,10 @@ from langadapt.errors import ConfigError, StoreError
 BOS, EOS, PAD, V = 1, 2, 0, 50
 
 
-def make_split(tmp_path, n_docs=40, seed=0, max_len=30, name="s"):
+def make_split(tmp_path, n_docs=40, seed=0, max_len=30, name="s", low=3):
+    """A store split of ``n_docs`` random documents of ids [low, V) (below 3: the special ids occur as tokens)."""
     rng = np.random.default_rng(seed)
-    docs = [rng.integers(3, V, size=int(rng.integers(1, max_len))) for _ in range(n_docs)]
+    docs = [rng.integers(low, V, size=int(rng.integers(1, max_len))) for _ in range(n_docs)]
     writer = StoreWriter(tmp_path / name, vocab_size=V)
     writer.add_documents("train", docs, [len(d) for d in docs])
     writer.finish(tokenizer_name="t", tokenizer_hash="h", bos_id=BOS, eos_id=EOS)

@@ -67,7 +67,8 @@ class PlainMixture:
 def splits(tmp_path):
     return {"de": make_split(tmp_path, n_docs=30, seed=1, name="a")[0],
             "en": make_split(tmp_path, n_docs=12, seed=2, name="b")[0],
-            "fr": make_split(tmp_path, n_docs=20, seed=3, name="c")[0]}
+            "fr": make_split(tmp_path, n_docs=20, seed=3, name="c")[0],
+            "sp": make_split(tmp_path, n_docs=25, seed=4, name="d", low=0)[0]}
 
 
 SETTINGS = {
@@ -75,6 +76,9 @@ SETTINGS = {
                    vocab_size=V),
     "schedule": dict(schedule="de:0.9,en:0.05,fr:0.05|de:0.1,en:0.45,fr:0.45|de:0.3,en:0.3,fr:0.4", total_blocks=300),
     "one language and its clone": dict(clones=CloneConfig(num_clones=1, p_clone=0.3), vocab_size=V, only="de"),
+    # every id but BOS/EOS/padding moves, and the documents hold those ids as tokens: they must stay as they are
+    "clones of text with special ids": dict(probabilities="de:0.4,sp:0.6", vocab_size=V, only="de,sp",
+                                            clones=CloneConfig(num_clones=2, p_clone=0.6, base="sp")),
 }
 # requests of mixed sizes: inside one read-ahead, across refills, across epochs of every language
 REQUESTS = [5, 5, 1, 37, 5, 200, 3, 64, 5, 5, 120, 9]
@@ -85,7 +89,7 @@ REQUESTS = [5, 5, 1, 37, 5, 200, 3, 64, 5, 5, 120, 9]
 def test_read_ahead_gives_the_plain_blocks_and_state(splits, mode, setting):
     kw = dict(SETTINGS[setting])
     only = kw.pop("only", None)
-    splits = {only: splits[only]} if only else splits
+    splits = {lang: splits[lang] for lang in (only.split(",") if only else ("de", "en", "fr"))}
     fields = {k: kw.pop(k) for k in ("probabilities", "schedule", "clones") if k in kw}
     config = MixtureConfig(block_size=8, mode=mode, **fields)
     make = lambda: MixtureLoader(splits, config, micro_batch_size=5, bos_id=BOS, eos_id=EOS, seed=3, **kw)

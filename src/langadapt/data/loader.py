@@ -179,28 +179,29 @@ class Group:
 
 @dataclass
 class IdShift:
-    """Read blocks ``read`` whose ids ``i`` with ``moved[i]`` set become ``i + offset``: a clone's blocks are its
-    base's documents with a share of the ids moved up by ``l·V`` (BOS, EOS and the fill id are never moved).
+    """Read blocks ``read`` whose ids ``i`` with ``moved[i]`` set become ``i + offsets[k]`` (``offsets``: one per read
+    block): a clone's blocks are its base's documents with a share of the ids moved up by ``l·V`` (BOS, EOS and the
+    fill id are never moved), and every clone of a base moves the same ids, so one shift serves all of them.
     ``moved`` is a uint8 table of V entries; when every id but ``kept`` moves (``frac_clone`` 1, the paper's
     clones), ``moved`` is None and no table is read at all. A full id map (V int32 entries) was the clones' cost
-    in benchmarks/mixture_speed.py (with clone ids left unshifted the mixture took ~12 % less time); the shift
-    takes ~2 % of it."""
+    in benchmarks/mixture_speed.py (with clone ids left unshifted the mixture took ~12 % less time)."""
 
     read: np.ndarray
-    offset: int
+    offsets: np.ndarray
     moved: np.ndarray | None = None
     kept: tuple[int, ...] = ()
 
     def apply(self, block: np.ndarray) -> np.ndarray:
         """Base ids [r, T] (any integer dtype) -> their clone ids, int64."""
-        shifted = block.astype(np.int64)
+        offsets = self.offsets.astype(np.int64)[:, None]
         if self.moved is None:
-            shifted += self.offset
-            for i in self.kept:
-                shifted[block == i] = i
-        else:
-            shifted += np.take(self.moved, shifted) * np.int64(self.offset)
-        return shifted
+            shifted = np.add(block, offsets)  # one pass, int64 out
+            # the kept ids (BOS/EOS/padding) are usually the lowest: one min() mostly spares a pass per kept id
+            if self.kept and block.min() <= max(self.kept):
+                for i in self.kept:
+                    shifted[block == i] = i
+            return shifted
+        return np.add(block, np.take(self.moved, block) * offsets)
 
 
 def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, *, order: np.ndarray | None = None,
@@ -438,6 +439,9 @@ class BlockLoader:
                 # tail must not start the doubling over: small stores would refill in small steps every epoch)
                 self._ahead_size = size = max(take, min(2 * self._ahead_size if ahead else take, self._ahead_cap))
                 stop = min(self.blocks_per_epoch, first + size)
+                # the old read-ahead goes first: unless a batch still holds it, the pool builds the new one in its
+                # memory (still in cache) instead of a second set of buffers
+                ahead = self._ahead = None
                 ahead = self._ahead = (epoch, first, stop, self.blocks(np.arange(first, stop)))
             lo = first - ahead[1]
             parts.append(tuple(a[lo:lo + take] for a in ahead[3]))

@@ -119,18 +119,22 @@ def parse_schedule(schedule, languages: Sequence[str]) -> list[dict[str, float]]
     return [parse_probabilities(stage, languages) for stage in stages]
 
 
-def id_shift(mapping: np.ndarray) -> tuple[int, np.ndarray | None, tuple[int, ...]]:
-    """A clone map (id -> id, or id + l·V for the moved ids, as :func:`clone_maps` makes) -> (offset l·V, moved:
-    uint8 [V] or None when every id but a few moves, those few kept ids): the form :class:`IdShift` applies."""
-    moved = mapping != np.arange(len(mapping))
-    offsets = np.unique(mapping[moved] - np.flatnonzero(moved))
-    if len(offsets) > 1:
-        raise ValueError("a clone map moves its ids by one offset")
-    offset = int(offsets[0]) if len(offsets) else 0
+def id_shift(maps: Sequence[np.ndarray]) -> tuple[list[int], np.ndarray | None, tuple[int, ...]]:
+    """Clone maps (id -> id, or id + l·V for the moved ids, as :func:`clone_maps` makes them: every clone moves the
+    same ids) -> (offset l·V per clone, moved: uint8 [V] or None when every id but a few moves, those few kept ids):
+    the form :class:`IdShift` applies."""
+    identity = np.arange(len(maps[0]))
+    moved = maps[0] != identity
+    offsets = []
+    for mapping in maps:
+        offset = np.unique(mapping - identity)
+        if not np.array_equal(mapping != identity, moved) or len(offset) > 2:
+            raise ValueError("clone maps move the same ids, each by one offset")
+        offsets.append(int(offset[-1]))
     kept = np.flatnonzero(~moved)
     if len(kept) <= 8:  # each kept id costs one pass over the clone's rows; beyond a few, one table lookup is cheaper
-        return offset, None, tuple(int(i) for i in kept)
-    return offset, moved.astype(np.uint8), ()
+        return offsets, None, tuple(int(i) for i in kept)
+    return offsets, moved.astype(np.uint8), ()
 
 
 def clone_maps(vocab_size: int, config: CloneConfig, protected: Sequence[int]) -> list[np.ndarray]:
@@ -220,8 +224,12 @@ class MixtureLoader:
         # per base language its next blocks planned ahead (pieces), so that a refill does no per-language planning
         self._queues = self._new_queues()
         self._pool = ArrayPool()
-        # the maps as applied: language index -> (offset, moved table or None when all but the kept ids move, kept)
-        self._shifts = {len(self.base_languages) + k: id_shift(m) for k, m in enumerate(self.clone_maps)}
+        # the maps as applied: per language its id offset (0 but for clones), the moved table (None when all but the
+        # kept ids move) and the kept ids
+        self._shift = None
+        if self.clone_maps:
+            offsets, moved, kept = id_shift(self.clone_maps)
+            self._shift = (np.array([0] * len(self.base_languages) + offsets, dtype=np.int64), moved, kept)
 
     def _new_queues(self) -> list["BlockQueue"]:
         # each language plans its pieces for 4 refills' worth of blocks at a time (small arrays)
@@ -281,7 +289,7 @@ class MixtureLoader:
     def _fill(self, n: int) -> None:
         """Build the next ``n`` blocks of the mixture at once: per block its language; read grouped by base language
         (each language's blocks of this refill are the next ones of its queue: one slice of its planned pieces),
-        one ``take`` per language, one row scatter back to the drawn rows, a clone's rows shifted (``IdShift``).
+        one ``take`` per language, one row scatter back to the drawn rows, the clones' rows shifted (one ``IdShift``).
         Remembers where the queues stood, so that ``state_dict`` can name any point inside."""
         self._rng_before = self._rng.bit_generator.state
         langs = self._draw_languages(self._drawn, n)
@@ -300,11 +308,11 @@ class MixtureLoader:
             groups.append(Group(queue.tokens, at, at + c))
             at += c
         shifts = []
-        if self._shifts:
-            read_langs = langs[order]
-            for li, (offset, moved, kept) in self._shifts.items():
-                if len(rows := np.flatnonzero(read_langs == li)):
-                    shifts.append(IdShift(rows, offset, moved, kept))
+        if self._shift is not None:
+            lang_offsets, moved, kept = self._shift
+            read_offsets = lang_offsets[langs[order]]
+            if len(rows := np.flatnonzero(read_offsets)):  # all clones' rows in one shift
+                shifts.append(IdShift(rows, read_offsets[rows], moved, kept))
         first_loader = self._queues[0].loader
         ids, labels, positions = assemble_blocks(Pieces.join(parts), groups, n, T, first_loader.config.mode,
                                                  order=order, shifts=shifts, bos_id=first_loader.bos_id,
@@ -324,6 +332,7 @@ class MixtureLoader:
         while n > 0:
             if self._ahead is None or self._served == len(self._ahead[3]):
                 last = len(self._ahead[3]) if self._ahead is not None else 0
+                self._ahead = None  # as BlockLoader's: the pool may build the next refill in this one's memory
                 self._fill(max(n, min(2 * last, self._ahead_cap)))
             take = min(n, len(self._ahead[3]) - self._served)
             parts.append(tuple(a[self._served:self._served + take] for a in self._ahead))

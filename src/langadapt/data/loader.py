@@ -191,17 +191,17 @@ class IdShift:
     moved: np.ndarray | None = None
     kept: tuple[int, ...] = ()
 
-    def apply(self, block: np.ndarray) -> np.ndarray:
-        """Base ids [r, T] (any integer dtype) -> their clone ids, int64."""
+    def apply(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Base ids [r, T] (any integer dtype) -> their clone ids, int64 (into ``out`` when given)."""
         offsets = self.offsets.astype(np.int64)[:, None]
         if self.moved is None:
-            shifted = np.add(block, offsets)  # one pass, int64 out
+            shifted = np.add(block, offsets, out=out)  # one pass, int64 out
             # the kept ids (BOS/EOS/padding) are usually the lowest: one min() mostly spares a pass per kept id
             if self.kept and block.min() <= max(self.kept):
                 for i in self.kept:
                     shifted[block == i] = i
             return shifted
-        return np.add(block, np.take(self.moved, block) * offsets)
+        return np.add(block, np.take(self.moved, block) * offsets, out=out)
 
 
 def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, *, order: np.ndarray | None = None,
@@ -251,7 +251,8 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
             covered_rows[order] = covered
             covered = covered_rows
     for shift in shifts:
-        ids[shift.read if order is None else order[shift.read]] = shift.apply(flat[shift.read])
+        shifted = shift.apply(flat[shift.read], out=empty((len(shift.read), T), np.int64))
+        ids[shift.read if order is None else order[shift.read]] = shifted
     dst = pieces.dst if order is None else order[pieces.dst // T] * T + pieces.dst % T
     out = ids.reshape(-1)
     bos_at = dst[pieces.start == 0] if bos_id is not None else np.empty(0, dtype=np.int64)

@@ -193,15 +193,24 @@ class IdShift:
 
     def apply(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Base ids [r, T] (any integer dtype) -> their clone ids, int64 (into ``out`` when given)."""
-        offsets = self.offsets.astype(np.int64)[:, None]
+        shifted = np.empty(block.shape, np.int64) if out is None else out
         if self.moved is None:
-            shifted = np.add(block, offsets, out=out)  # one pass, int64 out
+            # a cast, then one scalar add per run of equal offsets (the mixture hands its clones' rows grouped by
+            # clone): the offsets as a column broadcast over the rows measured 1.5x the time of this
+            np.copyto(shifted, block)
+            for first, stop, offset in self.runs():
+                shifted[first:stop] += offset
             # the kept ids (BOS/EOS/padding) are usually the lowest: one min() mostly spares a pass per kept id
             if self.kept and block.min() <= max(self.kept):
                 for i in self.kept:
                     shifted[block == i] = i
             return shifted
-        return np.add(block, np.take(self.moved, block) * offsets, out=out)
+        return np.add(block, np.take(self.moved, block) * self.offsets.astype(np.int64)[:, None], out=shifted)
+
+    def runs(self) -> list[tuple[int, int, int]]:
+        """(first, stop, offset) of every run of consecutive read blocks that share an offset."""
+        starts = [0, *(np.flatnonzero(np.diff(self.offsets)) + 1).tolist(), len(self.offsets)]
+        return [(lo, hi, int(self.offsets[lo])) for lo, hi in zip(starts, starts[1:])]
 
 
 def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, *, order: np.ndarray | None = None,

@@ -311,7 +311,8 @@ class MixtureLoader:
         if self._shift is not None:
             lang_offsets, moved, kept = self._shift
             read_offsets = lang_offsets[langs[order]]
-            if len(rows := np.flatnonzero(read_offsets)):  # all clones' rows in one shift
+            if len(rows := np.flatnonzero(read_offsets)):  # all clones' rows in one shift, grouped by clone
+                rows = rows[np.argsort(read_offsets[rows], kind="stable")]
                 shifts.append(IdShift(rows, read_offsets[rows], moved, kept))
         first_loader = self._queues[0].loader
         ids, labels, positions = assemble_blocks(Pieces.join(parts), groups, n, T, first_loader.config.mode,

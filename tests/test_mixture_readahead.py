@@ -84,16 +84,29 @@ SETTINGS = {
 REQUESTS = [5, 5, 1, 37, 5, 200, 3, 64, 5, 5, 120, 9]
 
 
+def small_read_ahead(mix: MixtureLoader, cap: int | None) -> MixtureLoader:
+    """``cap`` blocks per refill at most, so that the languages plan their pieces in chunks shorter than an epoch
+    (tiny stores are otherwise planned an epoch at a time)."""
+    if cap is not None:
+        mix._ahead_cap = cap
+        mix._queues = mix._new_queues()
+    return mix
+
+
+@pytest.mark.parametrize("cap", [None, 1, 2])
 @pytest.mark.parametrize("mode", ["concat", "packed"])
 @pytest.mark.parametrize("setting", list(SETTINGS))
-def test_read_ahead_gives_the_plain_blocks_and_state(splits, mode, setting):
+def test_read_ahead_gives_the_plain_blocks_and_state(splits, mode, setting, cap):
     kw = dict(SETTINGS[setting])
     only = kw.pop("only", None)
     splits = {lang: splits[lang] for lang in (only.split(",") if only else ("de", "en", "fr"))}
     fields = {k: kw.pop(k) for k in ("probabilities", "schedule", "clones") if k in kw}
     config = MixtureConfig(block_size=8, mode=mode, **fields)
-    make = lambda: MixtureLoader(splits, config, micro_batch_size=5, bos_id=BOS, eos_id=EOS, seed=3, **kw)
+    make = lambda: small_read_ahead(MixtureLoader(splits, config, micro_batch_size=5, bos_id=BOS, eos_id=EOS, seed=3,
+                                                  **kw), cap)
     mix = make()
+    if cap is not None:
+        assert any(q.chunk < q.loader.blocks_per_epoch for q in mix._queues)
     plain = PlainMixture(splits, config, mix, seed=3)
     for step, n in enumerate(REQUESTS):
         got, want = mix.next_blocks(n), plain.next_blocks(n)

@@ -5,7 +5,9 @@ Each language's store holds --tokens synthetic tokens (documents of geometric le
 a single store holding as many tokens as the five together (the same data volume), and one of a single
 language's size. All loaders draw micro-batches of --batch blocks of --block tokens, concat mode, as training
 does (``next_batch``). They build blocks ahead (many batches at a time), so a single batch's time says little:
-each is timed over whole runs of --batches batches (refills and epoch changes included), 5 runs, median.
+each is timed over slices of --batches batches (refills and epoch changes included). Smaller stores end their
+epochs more often, and the mixture's five stores each plan an epoch of their own: the ratio grows with the store
+size (--tokens with several sizes shows it).
 
 Each loader runs in its own process, as in training (one loader per process): in one process the loaders'
 multi-MB arrays share the heap, and which one is slowed by that depends on their order and sizes (--same-process
@@ -18,6 +20,7 @@ machine: it does not count the time other processes hold the cores).
 
     python benchmarks/mixture_speed.py                  # 5 x 2M tokens (+ a 10M-token single store)
     python benchmarks/mixture_speed.py --tokens 500000  # quicker
+    python benchmarks/mixture_speed.py --tokens 1000000,2000000,5000000,10000000  # the ratio against store size
     python benchmarks/mixture_speed.py --same-process   # all loaders in this process, alternating
     python benchmarks/mixture_speed.py --decompose      # + the mixture without clones, one language with clones
 """
@@ -109,27 +112,14 @@ class LoaderProcess:
         self.process.wait()
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--serve"]:
-        return serve(sys.argv[2:])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tokens", type=int, default=2_000_000)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--block", type=int, default=2048)
-    parser.add_argument("--batches", type=int, default=2000, help="batches per timed slice")
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--same-process", action="store_true",
-                        help="time all loaders in this process, alternating (shows the shared-heap effect)")
-    parser.add_argument("--decompose", action="store_true",
-                        help="also time the mixture without clones and one language with 2 clones (what costs)")
-    args = parser.parse_args()
-    names = LOADERS + (DECOMPOSE if args.decompose else ())
+def time_loaders(names: tuple[str, ...], tokens: int, args) -> dict[str, list[tuple[float, float]]]:
+    """Stores of ``tokens`` tokens per language, then ``args.repeats`` turns of every loader: name -> (cpu, wall)."""
     times = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for i in range(5):
-            make_store(root / f"l{i}", args.tokens, i)
-        make_store(root / "all", 5 * args.tokens, 9)
+            make_store(root / f"l{i}", tokens, i)
+        make_store(root / "all", 5 * tokens, 9)
         if args.same_process:
             loaders = {name: make_loader(name, root, args.batch, args.block) for name in names}
             for loader in loaders.values():
@@ -145,7 +135,13 @@ def main() -> None:
         if not args.same_process:
             for process in processes.values():
                 process.close()
-    where = "all loaders in one process" if args.same_process else "each loader in its own process"
+    return times
+
+
+def report(times: dict[str, list[tuple[float, float]]], tokens: int, same_process: bool) -> None:
+    names = tuple(times)
+    where = "all loaders in one process" if same_process else "each loader in its own process"
+    print(f"== {tokens:,} tokens per language ({5 * tokens:,} in the single store)")
     for i, clock in enumerate(("CPU", "wall")):
         t = {name: statistics.median(x[i] for x in runs) for name, runs in times.items()}
         print(f"[{clock}, {where}] " + "; ".join(f"{name}: {v * 1e3:.4f} ms/batch ({1 / v:.0f} batches/s)"
@@ -160,6 +156,30 @@ def main() -> None:
             print(f"[{clock}] ratio {what} / {label}, batches/s, median of {len(ratios)} "
                   f"paired repeats: {statistics.median(ratios):.2f} (quartiles {q1:.2f}-{q3:.2f})"
                   + ("  (target >= 0.9)" if loader == "mixture" and baseline == "single" else ""))
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--serve"]:
+        return serve(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", default="2000000",
+                        help="tokens per language; a comma list runs each size in turn (e.g. 1000000,2000000,10000000)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--block", type=int, default=2048)
+    parser.add_argument("--batches", type=int, default=2000, help="batches per timed slice")
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--same-process", action="store_true",
+                        help="time all loaders in this process, alternating (shows the shared-heap effect)")
+    parser.add_argument("--decompose", action="store_true",
+                        help="also time the mixture without clones and one language with 2 clones (what costs)")
+    args = parser.parse_args()
+    try:
+        sizes = [int(value) for value in args.tokens.split(",")]
+    except ValueError:
+        parser.error(f"--tokens takes token counts separated by commas, got '{args.tokens}'")
+    names = LOADERS + (DECOMPOSE if args.decompose else ())
+    for tokens in sizes:
+        report(time_loaders(names, tokens, args), tokens, args.same_process)
 
 
 if __name__ == "__main__":

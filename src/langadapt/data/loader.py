@@ -21,6 +21,8 @@ Blocks are a pure function of (epoch, index), so ``next_blocks`` builds them ahe
 
 from __future__ import annotations
 
+import bisect
+import math
 import sys
 from dataclasses import dataclass
 from typing import Annotated, Iterator, Sequence
@@ -85,26 +87,32 @@ class ArrayPool:
 
     def __init__(self, size: int = 12):
         self.size = size
+        # sorted by size (a request takes the first free buffer from the first that fits: the smallest free fit),
+        # with each buffer's size and allocation number alongside (the oldest goes when the pool is full)
         self._buffers: list[np.ndarray] = []
+        self._sizes: list[int] = []
+        self._born: list[int] = []
         self.requests = self.allocations = 0  # arrays asked for, and of them new buffers
 
     def empty(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = int(math.prod(shape)) * dtype.itemsize  # (np.prod cost as much as the rest of the call)
         self.requests += 1
-        best = None
-        for i in range(len(self._buffers)):
+        for i in range(bisect.bisect_left(self._sizes, nbytes), len(self._buffers)):
             # 2: the list's reference and getrefcount's argument; any carved array or view adds one
-            if self._buffers[i].nbytes >= nbytes and sys.getrefcount(self._buffers[i]) == 2 and \
-                    (best is None or self._buffers[i].nbytes < self._buffers[best].nbytes):
-                best = i
-        if best is None:
-            self.allocations += 1
-            self._buffers.append(np.empty(max(nbytes, 8), dtype=np.uint8))
-            if len(self._buffers) > self.size:  # the oldest goes; if in use, its memory lives on with its arrays
-                self._buffers.pop(0)
-            best = len(self._buffers) - 1
-        return self._buffers[best][:nbytes].view(dtype).reshape(shape)
+            if sys.getrefcount(self._buffers[i]) == 2:
+                return self._buffers[i][:nbytes].view(dtype).reshape(shape)
+        self.allocations += 1
+        buffer = np.empty(max(nbytes, 8), dtype=np.uint8)
+        at = bisect.bisect_right(self._sizes, buffer.nbytes)
+        self._buffers.insert(at, buffer)
+        self._sizes.insert(at, buffer.nbytes)
+        self._born.insert(at, self.allocations)
+        if len(self._buffers) > self.size:  # the oldest goes; if in use, its memory lives on with its arrays
+            oldest = self._born.index(min(self._born))
+            for kept in (self._buffers, self._sizes, self._born):
+                del kept[oldest]
+        return buffer[:nbytes].view(dtype).reshape(shape)
 
 
 def split_into_pieces(framed_lengths: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -308,10 +308,12 @@ class MixtureLoader:
             parts.append(queue.take(c, at))
             groups.append(Group(queue.tokens, at, at + c))
             at += c
+        if len(groups) == 1:  # one base language (a language and its clones): read order is the drawn order
+            order = None
         shifts = []
         if self._shift is not None:
             lang_offsets, moved, kept = self._shift
-            read_offsets = lang_offsets[langs[order]]
+            read_offsets = lang_offsets[langs if order is None else langs[order]]
             if len(rows := np.flatnonzero(read_offsets)):  # all clones' rows in one shift, grouped by clone
                 rows = rows[np.argsort(read_offsets[rows], kind="stable")]
                 shifts.append(IdShift(rows, read_offsets[rows], moved, kept))

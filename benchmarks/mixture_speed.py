@@ -6,7 +6,7 @@ a single store holding as many tokens as the five together (the same data volume
 language's size. All loaders draw micro-batches of --batch blocks of --block tokens, concat mode, as training
 does (``next_batch``). They build blocks ahead (many batches at a time), so a single batch's time says little:
 each is timed over slices of --batches batches (refills and epoch changes included). Smaller stores end their
-epochs more often, and the mixture's five stores each plan an epoch of their own: the ratio grows with the store
+epochs more often, and the mixture's five stores each plan an epoch of their own: the ratio depends on the store
 size (--tokens with several sizes shows it).
 
 Each loader runs in its own process, as in training (one loader per process): in one process the loaders'

@@ -295,7 +295,6 @@ class MixtureLoader:
         self._rng_before = self._rng.bit_generator.state
         langs = self._draw_languages(self._drawn, n)
         base_of = self._base_of[langs]
-        order = np.argsort(base_of, kind="stable")  # read block j is drawn row order[j]
         T = self.block_size
         self._used_before = [q.used for q in self._queues]
         parts, groups, at = [], [], 0
@@ -308,8 +307,8 @@ class MixtureLoader:
             parts.append(queue.take(c, at))
             groups.append(Group(queue.tokens, at, at + c))
             at += c
-        if len(groups) == 1:  # one base language (a language and its clones): read order is the drawn order
-            order = None
+        # read block j is drawn row order[j]; one base language (a language and its clones) reads in drawn order
+        order = np.argsort(base_of, kind="stable") if len(groups) > 1 else None
         shifts = []
         if self._shift is not None:
             lang_offsets, moved, kept = self._shift

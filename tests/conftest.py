@@ -65,3 +65,12 @@ def run_cli(*argv: str):
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
     return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(params=["take", "copy"])
+def gather_path(request, monkeypatch):
+    """Run a loader test through both ways of filling blocks (``data.loader.gather_blocks``): index arithmetic
+    and one ``take`` per group, or one slice copy per piece (chosen by the pieces' mean length; forced here)."""
+    from langadapt.data import loader
+    monkeypatch.setattr(loader, "COPY_BY_PIECE_MIN_TOKENS", 10**12 if request.param == "take" else 0)
+    return request.param

@@ -10,6 +10,9 @@ from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig
 from langadapt.data.store import StoreWriter, TokenStore
 from langadapt.errors import ConfigError, StoreError
 
+# every test fills its blocks both ways (index arithmetic + take, or a slice copy per piece)
+pytestmark = pytest.mark.usefixtures("gather_path")
+
 BOS, EOS, PAD, V = 1, 2, 0, 50
 
 

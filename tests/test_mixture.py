@@ -11,6 +11,9 @@ from langadapt.data.mixture import CloneConfig, MixtureConfig, MixtureLoader, pa
 from langadapt.errors import ConfigError, StoreError
 from tests.test_loader import BOS, EOS, V, make_split
 
+# every test fills its blocks both ways (index arithmetic + take, or a slice copy per piece)
+pytestmark = pytest.mark.usefixtures("gather_path")
+
 
 @pytest.fixture
 def splits(tmp_path):

@@ -11,6 +11,9 @@ from langadapt.data.loader import IGNORE, BlockLoader, LoaderConfig
 from langadapt.data.mixture import CloneConfig, MixtureConfig, MixtureLoader
 from tests.test_loader import BOS, EOS, V, make_split
 
+# every test fills its blocks both ways (index arithmetic + take, or a slice copy per piece)
+pytestmark = pytest.mark.usefixtures("gather_path")
+
 
 def plain_next(loader: BlockLoader, n: int):
     """A BlockLoader's next ``n`` blocks, one epoch segment at a time, through its public API only."""

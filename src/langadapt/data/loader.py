@@ -200,20 +200,27 @@ class IdShift:
     kept: tuple[int, ...] = ()
 
     def apply(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Base ids [r, T] (any integer dtype) -> their clone ids, int64 (into ``out`` when given)."""
+        """Base ids [r, T] (any integer dtype) -> their clone ids, int64 (into ``out`` when given; it may be ``block``)."""
         shifted = np.empty(block.shape, np.int64) if out is None else out
         if self.moved is None:
+            # the kept ids (BOS/EOS/padding) are usually the lowest: one min() mostly spares a pass per kept id;
+            # found before the add, so that ``out`` may be ``block`` itself
+            kept = [(i, block == i) for i in self.kept] if self.kept and block.min() <= max(self.kept) else []
             # a cast, then one scalar add per run of equal offsets (the mixture hands its clones' rows grouped by
             # clone): the offsets as a column broadcast over the rows measured 1.5x the time of this
-            np.copyto(shifted, block)
+            if shifted is not block:
+                np.copyto(shifted, block)
             for first, stop, offset in self.runs():
                 shifted[first:stop] += offset
-            # the kept ids (BOS/EOS/padding) are usually the lowest: one min() mostly spares a pass per kept id
-            if self.kept and block.min() <= max(self.kept):
-                for i in self.kept:
-                    shifted[block == i] = i
+            for i, where in kept:
+                shifted[where] = i
             return shifted
         return np.add(block, np.take(self.moved, block) * self.offsets.astype(np.int64)[:, None], out=shifted)
+
+    @property
+    def neutral(self) -> int:
+        """An id that ``apply`` moves or keeps at no extra cost (above the kept ids; any id has a ``moved`` entry)."""
+        return max(self.kept) + 1 if self.moved is None and self.kept else 0
 
     def runs(self) -> list[tuple[int, int, int]]:
         """(first, stop, offset) of every run of consecutive read blocks that share an offset."""
@@ -230,31 +237,92 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
     ``pieces`` are in read order (read block j at ``dst`` j·T, increasing, not overlapping, as
     :meth:`BlockLoader.pieces` makes them), the blocks of each group consecutive; read block j becomes row
     ``order[j]`` (identity without ``order``). Framed position f of document d is BOS (f == 0 when BOS is on),
-    EOS (the framed end when EOS is on), else the store token ``first_token`` + (f - start). The index
-    arithmetic runs once over all pieces, then one ``take`` per group into one buffer and one row scatter for
-    all of them: the cost of a mixture does not grow with its languages beyond a ``take`` each.
+    EOS (the framed end when EOS is on), else the store token ``first_token`` + (f - start).
+
+    Two ways, the same result: pieces that average at least ``COPY_BY_PIECE_MIN_TOKENS`` tokens are copied one
+    slice each, straight into their rows (:func:`copy_pieces`); shorter ones go through index arithmetic over
+    every token, one ``take`` per group and one row scatter (:func:`take_pieces`). Either way the cost of a mixture
+    does not grow with its languages beyond a copy or ``take`` each.
     """
     T = block_size
     empty = pool.empty if pool is not None else np.empty
+    dst = pieces.dst if order is None else order[pieces.dst // T] * T + pieces.dst % T  # where each piece lands
+    piece_bounds = np.searchsorted(pieces.dst, np.array([g.first for g in groups] + [n], dtype=np.int64) * T).tolist()
+    tokens = int(pieces.length.sum())
+    padded = tokens != n * T
+    if len(pieces.length) * COPY_BY_PIECE_MIN_TOKENS <= tokens:
+        ids = copy_pieces(pieces, dst, groups, piece_bounds, n, T, bos_id=bos_id, eos_id=eos_id,
+                          fill_id=fill_id if padded else None, empty=empty)
+        if shifts:
+            # the BOS/EOS slots hold no token yet (they are written below): an id each shift passes without work
+            slots = np.concatenate([dst[pieces.start == 0] if bos_id is not None else dst[:0],
+                                    (dst + pieces.length - 1)[pieces.closes] if eos_id is not None else dst[:0]])
+        for shift in shifts:  # the clones' rows, in place
+            ids.reshape(-1)[slots] = shift.neutral
+            rows = shift.read if order is None else order[shift.read]
+            block = ids[rows]
+            ids[rows] = shift.apply(block, out=block)
+    else:
+        ids = take_pieces(pieces, groups, piece_bounds, n, T, order=order, shifts=shifts, fill_id=fill_id,
+                          empty=empty)
+    covered = None
+    if padded:
+        covered = np.zeros(n * T, dtype=bool)
+        covered[ramps(dst, pieces.length)] = True
+        covered = covered.reshape(n, T)
+    out = ids.reshape(-1)
+    bos_at = dst[pieces.start == 0] if bos_id is not None else np.empty(0, dtype=np.int64)
+    if bos_id is not None:
+        out[bos_at] = bos_id
+    if eos_id is not None:
+        out[(dst + pieces.length - 1)[pieces.closes]] = eos_id
+    return ids, bos_at, covered, dst
+
+
+# pieces at least this long on average are copied one slice each: a slice copy costs ~0.5 µs of Python and numpy
+# call overhead, the index arithmetic and take ~3 ns per token (benchmarks/loader_copy.py measures the crossover)
+COPY_BY_PIECE_MIN_TOKENS = 200
+
+
+def copy_pieces(pieces: Pieces, dst: np.ndarray, groups: Sequence[Group], piece_bounds: Sequence[int], n: int,
+                block_size: int, *, bos_id: int | None, eos_id: int | None, fill_id: int | None, empty) -> np.ndarray:
+    """ids [n, T] with each piece's stored tokens copied to its flat offset ``dst`` (one slice copy and cast per
+    piece); the BOS and EOS slots are left for the caller, positions no piece covers hold ``fill_id``."""
+    ids = empty((n, block_size), np.int64)
+    flat = ids.reshape(-1)
+    if fill_id is not None:
+        flat.fill(fill_id)
+    # a piece's BOS slot (its framed start, when BOS is on) and EOS slot (its framed end, when EOS is on) are not
+    # stored tokens: only the part between them is copied
+    head = (pieces.start == 0) if bos_id is not None else np.zeros(len(dst), dtype=bool)
+    tail = pieces.closes if eos_id is not None else np.zeros(len(dst), dtype=bool)
+    src, at = (pieces.first_token + head).tolist(), (dst + head).tolist()
+    stop = (pieces.first_token + pieces.length - tail).tolist()
+    for group, lo, hi in zip(groups, piece_bounds, piece_bounds[1:]):
+        store = group.tokens
+        for s, e, d in zip(src[lo:hi], stop[lo:hi], at[lo:hi]):
+            flat[d:d + e - s] = store[s:e]
+    return ids
+
+
+def take_pieces(pieces: Pieces, groups: Sequence[Group], piece_bounds: Sequence[int], n: int, block_size: int, *,
+                order: np.ndarray | None, shifts: Sequence[IdShift], fill_id: int, empty) -> np.ndarray:
+    """ids [n, T] by index arithmetic over all tokens: one ``take`` per group into one buffer (in read order),
+    one row scatter for all of them, the shifts applied on the way (BOS/EOS slots hold a neighbour's token)."""
+    T = block_size
     src = ramps(pieces.first_token, pieces.length, empty)
-    piece_bounds = np.searchsorted(pieces.dst, np.array([g.first for g in groups] + [n], dtype=np.int64) * T)
     token_bounds = np.concatenate([[0], np.cumsum(pieces.length)])[piece_bounds].tolist()
     dtype = np.result_type(*[g.tokens.dtype for g in groups])
     buffer = empty((len(src),), dtype)
     for group, lo, hi in zip(groups, token_bounds, token_bounds[1:]):
-        # mode="clip": the BOS/EOS slots read a neighbouring token, overwritten below
+        # mode="clip": the BOS/EOS slots read a neighbouring token, overwritten by the caller
         if group.tokens.dtype == dtype:
             np.take(group.tokens, src[lo:hi], mode="clip", out=buffer[lo:hi])
         else:
             buffer[lo:hi] = np.take(group.tokens, src[lo:hi], mode="clip")
-    covered = None
     if len(src) != n * T:                                      # padding (packed): scatter into a filled buffer
-        at = ramps(pieces.dst, pieces.length)
         flat = np.full(n * T, fill_id, dtype=dtype)
-        flat[at] = buffer
-        covered = np.zeros(n * T, dtype=bool)
-        covered[at] = True
-        covered = covered.reshape(n, T)
+        flat[ramps(pieces.dst, pieces.length)] = buffer
     else:
         flat = buffer
     flat = flat.reshape(n, T)
@@ -263,21 +331,10 @@ def gather_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: i
         np.copyto(ids, flat)
     else:
         ids[order] = flat
-        if covered is not None:
-            covered_rows = np.empty_like(covered)
-            covered_rows[order] = covered
-            covered = covered_rows
     for shift in shifts:
         shifted = shift.apply(flat[shift.read], out=empty((len(shift.read), T), np.int64))
         ids[shift.read if order is None else order[shift.read]] = shifted
-    dst = pieces.dst if order is None else order[pieces.dst // T] * T + pieces.dst % T
-    out = ids.reshape(-1)
-    bos_at = dst[pieces.start == 0] if bos_id is not None else np.empty(0, dtype=np.int64)
-    if bos_id is not None:
-        out[bos_at] = bos_id
-    if eos_id is not None:
-        out[(dst + pieces.length - 1)[pieces.closes]] = eos_id
-    return ids, bos_at, covered, dst
+    return ids
 
 
 def assemble_blocks(pieces: Pieces, groups: Sequence[Group], n: int, block_size: int, mode: str, *,

@@ -290,7 +290,8 @@ class MixtureLoader:
     def _fill(self, n: int) -> None:
         """Build the next ``n`` blocks of the mixture at once: per block its language; read grouped by base language
         (each language's blocks of this refill are the next ones of its queue: one slice of its planned pieces),
-        one ``take`` per language, one row scatter back to the drawn rows, the clones' rows shifted (one ``IdShift``).
+        every piece copied to its drawn row (or one ``take`` per language and a row scatter: ``gather_blocks``),
+        the clones' rows shifted (one ``IdShift``).
         Remembers where the queues stood, so that ``state_dict`` can name any point inside."""
         self._rng_before = self._rng.bit_generator.state
         langs = self._draw_languages(self._drawn, n)

@@ -23,6 +23,8 @@ machine: it does not count the time other processes hold the cores).
     python benchmarks/mixture_speed.py --tokens 1000000,2000000,5000000,10000000  # the ratio against store size
     python benchmarks/mixture_speed.py --same-process   # all loaders in this process, alternating
     python benchmarks/mixture_speed.py --decompose      # + the mixture without clones, one language with clones
+    python benchmarks/mixture_speed.py --ways           # + both loaders filling blocks by take (short documents' way)
+    python benchmarks/mixture_speed.py --doc-length 100 # documents of mean 100 tokens (filled by take)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from langadapt.data import loader as loader_module
 from langadapt.data.loader import BlockLoader, LoaderConfig
 from langadapt.data.mixture import CloneConfig, MixtureConfig, MixtureLoader
 from langadapt.data.store import StoreWriter, TokenStore
@@ -46,14 +49,18 @@ BOS, EOS, VOCAB = 1, 2, 32000
 LOADERS = ("single", "single (one language's size)", "mixture")
 # --decompose: the mixture without its clones, and one language (the 10M store) with the same clone share
 DECOMPOSE = ("mixture, no clones", "mixture, one language + 2 clones")
+# --ways: both loaders filling their blocks by index arithmetic and take (what pieces shorter than
+# loader.COPY_BY_PIECE_MIN_TOKENS take; the default stores' pieces are longer and are copied one slice each)
+TAKE = " [take]"
+WAYS = ("single" + TAKE, "mixture" + TAKE)
 
 
-def make_store(path: Path, tokens: int, seed: int) -> TokenStore:
+def make_store(path: Path, tokens: int, seed: int, doc_length: float = 300) -> TokenStore:
     rng = np.random.default_rng(seed)
     writer = StoreWriter(path, vocab_size=VOCAB)
     written = 0
     while written < tokens:
-        lengths = rng.geometric(1 / 300, size=1000)
+        lengths = rng.geometric(1 / doc_length, size=1000)
         docs = [rng.integers(3, VOCAB, size=n) for n in lengths]
         writer.add_documents("train", docs, [4 * len(d) for d in docs])
         written += int(lengths.sum())
@@ -70,6 +77,9 @@ def seconds_per_batch(loader, batches: int) -> tuple[float, float]:
 
 
 def make_loader(name: str, root: Path, batch: int, block: int):
+    if name.endswith(TAKE):
+        loader_module.COPY_BY_PIECE_MIN_TOKENS = 10**12
+        name = name[:-len(TAKE)]
     if name.startswith("mixture"):
         splits = {f"l{i}": TokenStore.open(root / f"l{i}").split("train") for i in range(5)}
         clones = None if name == DECOMPOSE[0] else CloneConfig(num_clones=2, p_clone=0.5)
@@ -118,8 +128,8 @@ def time_loaders(names: tuple[str, ...], tokens: int, args) -> dict[str, list[tu
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for i in range(5):
-            make_store(root / f"l{i}", tokens, i)
-        make_store(root / "all", 5 * tokens, 9)
+            make_store(root / f"l{i}", tokens, i, args.doc_length)
+        make_store(root / "all", 5 * tokens, 9, args.doc_length)
         if args.same_process:
             loaders = {name: make_loader(name, root, args.batch, args.block) for name in names}
             for loader in loaders.values():
@@ -148,7 +158,12 @@ def report(times: dict[str, list[tuple[float, float]]], tokens: int, same_proces
                                                  for name, v in t.items()))
         pairs = [("mixture", "single", "a single store of the same size"),
                  ("mixture", LOADERS[1], "a single store of one language's size")]
-        pairs += [(name, "single", "a single store of the same size") for name in names[len(LOADERS):]]
+        pairs += [(name, "single", "a single store of the same size") for name in names[len(LOADERS):]
+                  if not name.endswith(TAKE)]
+        if WAYS[0] in times:
+            pairs += [(WAYS[1], WAYS[0], "a single store of the same size, both by take"),
+                      ("single", WAYS[0], "itself by take (the single store's gain from copying pieces)"),
+                      ("mixture", WAYS[1], "itself by take (the mixture's gain from copying pieces)")]
         for loader, baseline, label in pairs:
             ratios = sorted(b[i] / m[i] for b, m in zip(times[baseline], times[loader]))
             q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
@@ -172,12 +187,17 @@ def main() -> None:
                         help="time all loaders in this process, alternating (shows the shared-heap effect)")
     parser.add_argument("--decompose", action="store_true",
                         help="also time the mixture without clones and one language with 2 clones (what costs)")
+    parser.add_argument("--ways", action="store_true",
+                        help="also time both loaders filling blocks by index arithmetic and take (not slice copies)")
+    parser.add_argument("--doc-length", type=float, default=300,
+                        help="mean document length in tokens (geometric); pieces averaging under "
+                             "loader.COPY_BY_PIECE_MIN_TOKENS are filled by take")
     args = parser.parse_args()
     try:
         sizes = [int(value) for value in args.tokens.split(",")]
     except ValueError:
         parser.error(f"--tokens takes token counts separated by commas, got '{args.tokens}'")
-    names = LOADERS + (DECOMPOSE if args.decompose else ())
+    names = LOADERS + (DECOMPOSE if args.decompose else ()) + (WAYS if args.ways else ())
     for tokens in sizes:
         report(time_loaders(names, tokens, args), tokens, args.same_process)
 
